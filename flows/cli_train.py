@@ -1,0 +1,5 @@
+"""CLI commands of one stage (filled in by that stage)."""
+
+import typer
+
+app = typer.Typer()
