@@ -1,0 +1,159 @@
+"""Operations commands: run the local MLflow tracking server that shows what the pipeline logged.
+
+    metacot mlflow-server                 # http://127.0.0.1:5000, reads ./mlflow.db and ./mlartifacts/
+    python -m flows.cli_ops mlflow-server --port 5001
+
+The server reads the same SQLite file and artifact folder that `tasks.tracking` writes to by default,
+so runs logged without a server show up in its UI. Ctrl-C stops it and every worker it started.
+The process helpers below are shared with the browser test, which starts a throwaway server the same
+way on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tasks.tracking import PROJECT_ROOT
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def _ops() -> None:
+    """Operations: local servers for the pipeline's tools."""
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_DB = PROJECT_ROOT / "mlflow.db"
+DEFAULT_ARTIFACTS = PROJECT_ROOT / "mlartifacts"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on right now (the OS picks it), for throwaway servers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def mlflow_server_command(db: Path, artifacts: Path, host: str = LOOPBACK, port: int = 5000,
+                          workers: int = 1) -> list[str]:
+    """The `mlflow server` command line for a SQLite store and a local, proxied artifact folder.
+
+    Artifacts are served through the server (`mlflow-artifacts:/`), so clients need no access to the
+    folder itself. One worker is plenty for one person and spares the two cores of a small machine.
+    """
+    return [sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{db.resolve()}",
+            "--artifacts-destination", str(artifacts.resolve()),
+            "--host", host, "--port", str(port), "--workers", str(workers)]
+
+
+def start_mlflow_server(db: Path, artifacts: Path, host: str = LOOPBACK, port: int = 5000,
+                        workers: int = 1, log: Path | None = None) -> subprocess.Popen:
+    """Start `mlflow server` in its own process group, so stopping it also stops its web workers."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    # Without a log file the server writes to this terminal, which is what a person running it wants.
+    out = open(log, "wb") if log is not None else None  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(mlflow_server_command(db, artifacts, host, port, workers),
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    finally:
+        if log is not None:
+            out.close()
+
+
+def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0,
+                       log: Path | None = None) -> None:
+    """Poll `<url>/health` until it answers OK; fail at once if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with code {proc.returncode} before it was ready"
+                               + _log_tail(log))
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"mlflow server at {url} not healthy after {timeout:.0f} s" + _log_tail(log))
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+    """Stop a server started by `start_mlflow_server` by its process id: SIGTERM its group, then SIGKILL.
+
+    Returns the exit code. The group id is the server's pid because it was started in a new session.
+    """
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        # The server's workers may outlive it by a moment: done only when the whole group is gone.
+        if _group_gone(proc, wait):
+            break
+    return proc.wait(timeout=5.0)
+
+
+def _group_gone(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to `timeout` s for the server and every process of its group to exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.poll()
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _log_tail(log: Path | None, lines: int = 20) -> str:
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return "\n" + "\n".join(tail)
+
+
+@app.command("mlflow-server")
+def mlflow_server(
+    port: int = typer.Option(5000, help="Port to listen on."),
+    host: str = typer.Option(LOOPBACK, help="Interface to bind; the default keeps it on this machine."),
+    db: Annotated[Path, typer.Option(help="SQLite file of the tracking store.")] = DEFAULT_DB,
+    artifacts: Annotated[Path, typer.Option(help="Folder the artifacts go to.")] = DEFAULT_ARTIFACTS,
+    workers: int = typer.Option(1, min=1, help="Web worker processes."),
+) -> None:
+    """Serve the MLflow UI and API over the project's SQLite store until Ctrl-C."""
+    url = f"http://{host}:{port}"
+    proc = start_mlflow_server(db, artifacts, host=host, port=port, workers=workers)
+    try:
+        wait_until_healthy(url, proc)
+        typer.echo(f"MLflow UI: {url}  (store sqlite:///{db.resolve()}, artifacts {artifacts.resolve()})")
+        typer.echo(f"Point runs at it with: export MLFLOW_TRACKING_URI={url}")
+        typer.echo("Ctrl-C stops it.")
+        proc.wait()
+        raise typer.Exit(proc.returncode or 0)
+    except KeyboardInterrupt:
+        typer.echo("stopping mlflow server")
+    except (RuntimeError, TimeoutError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        stop_server(proc)
+
+
+if __name__ == "__main__":
+    app()

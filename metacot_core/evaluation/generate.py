@@ -1,0 +1,231 @@
+"""Batched decoding with the KV cache: prompts in, completions out (the evaluator's and RL's sampler).
+
+Prompts are left-padded so every row's next token sits at the same position, and `model.generate`
+reuses its KV cache across steps, so a batch of 64 costs little more per step than one prompt.
+A completion stops at the tokenizer's EOS or at the first stop string of its trace format (SoS: the
+"Goal Reached" line or "No solution found."); one that reaches max_new_tokens is marked truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from metacot_core.evaluation.config import GenerationSettings
+
+# Where a trace ends when the model does not emit EOS. A format may declare its own `stop_strings`.
+DEFAULT_STOP_STRINGS: dict[str, list[str]] = {
+    "sos": ["Goal Reached", "No solution found."],
+    "astar": ["<eos>"],
+    "mcts": ["<eos>"],
+    "solution": ["<eos>"],
+}
+
+
+@dataclass(slots=True)
+class Completion:
+    """One decoded continuation of prompt `prompt_index` (sample `sample_index` of it).
+
+    n_tokens counts generated tokens up to and including EOS or the token that completed a stop string.
+    truncated: the completion ended only because it reached max_new_tokens.
+    """
+
+    text: str
+    n_tokens: int
+    truncated: bool
+    prompt_index: int = 0
+    sample_index: int = 0
+    stop: str | None = None
+
+
+def default_stop_strings(format_name: str | None) -> list[str]:
+    """The stop strings of a trace format: its own `stop_strings` attribute, else the built-in table."""
+    if format_name is None:
+        return []
+    try:
+        from metacot_core.registry import get_format
+
+        declared = getattr(get_format(format_name), "stop_strings", None)
+    except Exception:  # an unknown or not-yet-importable format still gets the table's stops
+        declared = None
+    if declared:
+        return list(declared)
+    return list(DEFAULT_STOP_STRINGS.get(format_name, []))
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_checkpoint(path: str | Path, device: str = "auto") -> tuple[Any, Any]:
+    """(model, tokenizer) from a local checkpoint directory; never touches a model hub."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: checkpoint directory not found")
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    model.to(resolve_device(device))
+    model.eval()
+    return model, tokenizer
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of a prompt with the tokenizer's leading special tokens but no trailing EOS.
+
+    A post-processor that appends EOS to every text (training does so to end traces) would tell the
+    model the prompt is already finished, so a trailing EOS is dropped here.
+    """
+    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    if len(ids) > 1 and eos is not None and ids[-1] == eos and eos != bos:
+        ids.pop()
+    return ids
+
+
+def pad_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with every row right-aligned."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row):] = 1
+    return ids, mask
+
+
+class StopOnStrings(StoppingCriteria):
+    """Stops each row once its decoded tail contains a stop string; records the step it happened.
+
+    Only a short tail is decoded per step (enough tokens to hold the longest stop string), so the
+    check costs O(batch) small decodes per step, not a decode of the whole completion.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_width: int, batch: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.prompt_width = prompt_width
+        self.window = max((len(s) for s in self.stops), default=0) + 4
+        self.stopped_at = [0] * batch  # generated tokens when the row stopped (0 = not stopped)
+        self.which: list[str | None] = [None] * batch
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor,
+                 **kwargs: Any) -> torch.BoolTensor:
+        n_gen = input_ids.shape[1] - self.prompt_width
+        done = torch.tensor([s > 0 for s in self.stopped_at], dtype=torch.bool, device=input_ids.device)
+        if not self.stops or n_gen <= 0:
+            return done
+        live = [i for i, s in enumerate(self.stopped_at) if s == 0]
+        if not live:
+            return done
+        start = max(self.prompt_width, input_ids.shape[1] - self.window)
+        tails = self.tokenizer.batch_decode(input_ids[live, start:].tolist(), skip_special_tokens=True)
+        for row, tail in zip(live, tails, strict=True):
+            hit = next((s for s in self.stops if s in tail), None)
+            if hit is not None:
+                self.stopped_at[row] = n_gen
+                self.which[row] = hit
+                done[row] = True
+        return done
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """Text up to and including the earliest stop string (and which one), or the text unchanged."""
+    best: tuple[int, str] | None = None
+    for s in stops:
+        if not s:
+            continue
+        idx = text.find(s)
+        if idx >= 0 and (best is None or idx + len(s) < best[0]):
+            best = (idx + len(s), s)
+    if best is None:
+        return text, None
+    return text[: best[0]], best[1]
+
+
+def _generated_length(row: list[int], eos: int | None, stopped_at: int, max_new: int) -> tuple[int, bool]:
+    """(tokens generated, ended by EOS) for one row of generated ids (padding after the end ignored)."""
+    limit = stopped_at if stopped_at > 0 else len(row)
+    if eos is not None:
+        for i, tok in enumerate(row[:limit]):
+            if tok == eos:
+                return i + 1, True
+    return min(limit, max_new), False
+
+
+@torch.inference_mode()
+def _decode_batch(model: Any, tokenizer: Any, rows: list[list[int]], settings: GenerationSettings,
+                  stops: list[str], device: torch.device) -> list[tuple[str, int, bool, str | None]]:
+    pad = pad_id(tokenizer)
+    ids, mask = left_pad(rows, pad)
+    ids, mask = ids.to(device), mask.to(device)
+    stopper = StopOnStrings(tokenizer, stops, ids.shape[1], len(rows))
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "pad_token_id": pad,
+        "eos_token_id": tokenizer.eos_token_id,
+        "use_cache": True,
+        "stopping_criteria": StoppingCriteriaList([stopper]),
+    }
+    if settings.greedy:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+    out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    generated = out[:, ids.shape[1]:].tolist()
+    results = []
+    for i, row in enumerate(generated):
+        n, ended_eos = _generated_length(row, tokenizer.eos_token_id, stopper.stopped_at[i],
+                                         settings.max_new_tokens)
+        text = tokenizer.decode(row[:n], skip_special_tokens=True)
+        text, hit = cut_at_stop(text, stops)
+        truncated = hit is None and not ended_eos and n >= settings.max_new_tokens
+        results.append((text, n, truncated, hit))
+    return results
+
+
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: GenerationSettings,
+             stop_strings: Sequence[str] | None = None, progress: bool = True) -> list[Completion]:
+    """Completions for every prompt, `settings.n_samples` each, in prompt order then sample order.
+
+    `stop_strings` (e.g. from default_stop_strings(format)) is used when settings.stop_strings is None.
+    Prompts are batched by length (less padding) but results come back in the input order.
+    """
+    if not prompts:
+        return []
+    stops = list(settings.stop_strings if settings.stop_strings is not None else (stop_strings or []))
+    device = next(model.parameters()).device if settings.device == "auto" else resolve_device(settings.device)
+    if next(model.parameters()).device != device:
+        model.to(device)
+    model.eval()
+    torch.manual_seed(settings.seed)
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    jobs = [(p, s) for p in range(len(prompts)) for s in range(settings.n_samples)]
+    if settings.sort_by_length:
+        jobs.sort(key=lambda job: len(encoded[job[0]]))
+    results: dict[tuple[int, int], Completion] = {}
+    batches = [jobs[i:i + settings.batch_size] for i in range(0, len(jobs), settings.batch_size)]
+    for batch in tqdm(batches, desc="decode", unit="batch", disable=not progress):
+        decoded = _decode_batch(model, tokenizer, [encoded[p] for p, _ in batch], settings, stops, device)
+        for (p, s), (text, n, truncated, hit) in zip(batch, decoded, strict=True):
+            results[(p, s)] = Completion(text=text, n_tokens=n, truncated=truncated, prompt_index=p,
+                                         sample_index=s, stop=hit)
+    return [results[(p, s)] for p in range(len(prompts)) for s in range(settings.n_samples)]

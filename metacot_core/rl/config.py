@@ -1,0 +1,144 @@
+"""Typed settings for RL post-training: expert iteration (STaR) and GRPO with a verifiable reward.
+
+One pydantic model per concern, every field with a default and a description, and validators that
+reject settings that cannot work together (a group of one sample has no advantage; a length term
+based on the SoS node budget needs a budget). Loaded with `metacot_core.config.load_config`, so
+`grpo.beta=0.0` style overrides work from the command line and from Prefect parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RewardConfig(_Strict):
+    """How a completion is scored; the problem's verifier (through the format's replay) decides `solved`."""
+
+    solved: float = Field(1.0, description="reward for a valid trace whose answer verifies")
+    format_weight: float = Field(
+        0.0, ge=0.0, description="added when every step of the trace is legal (valid), solved or not"
+    )
+    length: Literal["none", "budget", "discount"] = Field(
+        "none",
+        description="none; budget: SoS rating, solved x max(0, 1 - (explored + 1) / budget); "
+        "discount: solved x gamma ** n_completion_tokens",
+    )
+    budget: int = Field(1152, ge=1, description="node budget of the `budget` length term (SoS: 1152)")
+    gamma: float = Field(0.999, gt=0.0, le=1.0, description="per-token discount of the `discount` term")
+
+
+class SamplingConfig(_Strict):
+    """Rollout sampling; the evaluation helper's generator does the work."""
+
+    temperature: float = Field(0.8, ge=0.0, description="sampling temperature (SoS STaR: 0.8)")
+    top_k: int | None = Field(None, ge=1, description="keep only the k most likely tokens; None = all")
+    max_new_tokens: int = Field(512, ge=1, description="tokens generated per completion at most")
+    stop: list[str] = Field(default_factory=list, description="text after the first stop string is cut")
+    batch_size: int = Field(16, ge=1, description="prompts generated together")
+
+
+class TrainConfig(_Strict):
+    """Optimizer settings shared by both methods."""
+
+    lr: float = Field(1e-4, gt=0.0, description="AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay")
+    batch_size: int = Field(8, ge=1, description="sequences per optimizer micro-batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping norm")
+    max_length: int = Field(1024, ge=8, description="prompt + completion tokens kept per sequence")
+
+
+class StarConfig(_Strict):
+    """Expert iteration as Stream of Search ran it: sample k, keep the correct ones, fine-tune, repeat."""
+
+    iterations: int = Field(3, ge=1, description="sample-filter-fine-tune rounds")
+    samples_per_problem: int = Field(4, ge=1, description="k traces sampled per training problem")
+    problems_per_iteration: int | None = Field(
+        None, ge=1, description="training problems sampled each round; None = all of them"
+    )
+    keep: Literal["all", "shortest", "best"] = Field(
+        "all",
+        description="all: every correct sample (deduplicated, SoS); shortest: the shortest correct trace "
+        "per problem, else the teacher trace (Searchformer bootstrapping); best: highest reward per problem",
+    )
+    min_reward: float = Field(
+        0.0, description="a solved sample is kept only when its reward is above this (SoS threshold filter)"
+    )
+    epochs: int = Field(1, ge=1, description="passes over the kept traces per round")
+    init: Literal["previous", "base"] = Field(
+        "previous", description="fine-tune each round from the previous round's model or from the SFT model"
+    )
+
+
+class GrpoConfig(_Strict):
+    """Group Relative Policy Optimization with a clipped objective and a k3 KL to the reference model."""
+
+    steps: int = Field(100, ge=1, description="optimizer rounds (each: rollout, score, advantages, update)")
+    prompts_per_step: int = Field(8, ge=1, description="problems per rollout batch")
+    group_size: int = Field(4, ge=2, description="G completions per problem")
+    updates_per_batch: int = Field(1, ge=1, description="policy updates on one rollout batch (mu)")
+    clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="ratio clip range epsilon")
+    clip_eps_high: float | None = Field(None, gt=0.0, description="upper clip range (DAPO); None = clip_eps")
+    beta: float = Field(0.04, ge=0.0, description="weight of the KL to the reference model; 0 = no reference")
+    scale_advantages: bool = Field(True, description="divide by the group std (False = Dr. GRPO)")
+    loss_agg: Literal["sequence", "token"] = Field(
+        "sequence", description="sequence: mean over each completion, then over completions (GRPO paper); "
+        "token: mean over all completion tokens of the batch (DAPO)"
+    )
+    on_collapse: Literal["warn", "stop"] = Field("warn", description="what a collapse alarm does")
+    checkpoint_every: int = Field(10, ge=1, description="resumable checkpoint every n steps, and last")
+
+
+class EvalConfig(_Strict):
+    """Held-out evaluation during RL."""
+
+    every: int = Field(1, ge=0, description="STaR: every n rounds; GRPO: every n steps; 0 = only at the end")
+    splits: list[str] = Field(default_factory=lambda: ["val"], description="held-out splits evaluated")
+    n_problems: int = Field(64, ge=1, description="problems per split (the same ones every time)")
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy decoding")
+
+
+class GuardConfig(_Strict):
+    """Thresholds of the collapse alarms (see metacot_core.rl.guards)."""
+
+    max_empty_rate: float = Field(0.5, ge=0.0, le=1.0, description="alarm when more completions are empty")
+    min_tokens: int = Field(3, ge=0, description="completions with fewer tokens count as empty reasoning")
+    max_repeat_rate: float = Field(
+        0.5, ge=0.0, le=1.0, description="alarm when more completions are mostly repeated n-grams"
+    )
+    ngram: int = Field(8, ge=1, description="n of the repetition measure (tokens)")
+    repeat_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="a completion is degenerate when this share of its n-grams repeat"
+    )
+
+
+class RLConfig(_Strict):
+    """Everything one RL run needs; `method` picks the `star` or `grpo` block."""
+
+    method: Literal["star", "grpo"] = Field("star", description="star (expert iteration) or grpo")
+    init_checkpoint: str = Field("", description="the SFT checkpoint RL starts from (a local folder)")
+    dataset: str = Field("", description="trace dataset (Parquet folder) with train and held-out splits")
+    train_split: str = Field("train", description="split whose problems RL trains on")
+    max_train_problems: int | None = Field(None, ge=1, description="use at most this many training problems")
+    output_dir: str = Field("runs/rl", description="checkpoints and the resume state go here")
+    seed: int = Field(0, description="seed of problem sampling, rollouts and shuffling")
+    resume: bool = Field(True, description="continue from the latest checkpoint in output_dir")
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    star: StarConfig = Field(default_factory=StarConfig)
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    guards: GuardConfig = Field(default_factory=GuardConfig)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RLConfig:
+        if self.method == "grpo" and self.sampling.temperature == 0.0:
+            raise ValueError("sampling.temperature: GRPO needs temperature > 0 (greedy groups are identical)")
+        return self

@@ -1,0 +1,298 @@
+"""Searchformer's A* trace format for mazes (Lehnert et al. 2024), and its replay validator.
+
+Prompt (one line; walls in order of y, then x):
+    start 0 0 goal 2 2 wall 1 1 wall 0 2
+Trace (one step per line; `cG cH` are the cost so far and the heuristic as `c<int>` tokens), then the
+plan: every cell of the path, the start included:
+    create 0 0 c0 c4
+    close 0 0 c0 c4
+    create 1 0 c1 c3
+    ...
+    close 2 2 c4 c0
+    plan 0 0
+    plan 1 0
+    ...
+The parser reads whitespace-separated tokens, so line breaks are not significant (as in Searchformer's
+token sequences). `replay` checks each step against A*'s rules: the first step creates the start with
+g 0; every later create is a free neighbour of the most recently closed node with g = g(parent) + 1
+and h = Manhattan distance, and is new or cheaper than before; a close takes an open node with the
+same g and h; nothing but plan steps follows the close of the goal; the plan walks from the start to
+the goal through created cells, and `problem.verify` accepts it. Which open node is closed (least f)
+is not checked: a trace may deviate from the teacher's order and still be a legal search.
+
+`linearize_plan` / `replay_plan` write and judge the plan alone (the solution-only control).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from metacot_core.problems.base import Problem
+from metacot_core.search.events import Close, Create, Event, Goal
+from metacot_core.search.result import SearchResult
+from metacot_core.traces.base import Reason, TraceParseError, Verdict
+
+_ARITY = {"create": 4, "close": 4, "plan": 2}
+_PROMPT_WORDS = ("start", "goal", "wall")
+
+Step = tuple[str, int, int, int | None, int | None]  # (kind, x, y, g, h); g, h None for plan
+
+
+class AstarFormat:
+    """`create x y cG cH` / `close x y cG cH` / `plan x y`, as Searchformer tokenizes maze traces."""
+
+    name: ClassVar[str] = "astar"
+    domains: ClassVar[tuple[str, ...]] = ("maze",)
+
+    def prompt(self, problem: Problem) -> str:
+        return maze_prompt(problem)
+
+    def linearize(self, problem: Problem, result: SearchResult) -> str:
+        lines = []
+        for event in result.events:
+            if isinstance(event, Create | Close):
+                kind = "create" if isinstance(event, Create) else "close"
+                x, y = event.state
+                lines.append(f"{kind} {x} {y} c{_int_cost(event.g)} c{_int_cost(event.h)}")
+        if result.events and not lines:
+            raise ValueError(f"astar format: result of {result.algorithm!r} has no create/close events")
+        plan = linearize_plan(problem, result)
+        return "\n".join(lines + ([plan] if plan else []))
+
+    def parse(self, text: str) -> list[Event]:
+        """Create/Close events (Create.parent = the node closed last), then Goal on the plan's last cell."""
+        steps, error = parse_steps(text)
+        if error is not None:
+            raise TraceParseError(error)
+        events: list[Event] = []
+        last_closed: str | None = None
+        plan: list[tuple[int, int]] = []
+        for kind, x, y, g, h in steps:
+            node = f"{x},{y}"
+            if kind == "create":
+                events.append(Create(node=node, state=(x, y), g=float(g), h=float(h), parent=last_closed))
+            elif kind == "close":
+                events.append(Close(node=node, state=(x, y), g=float(g), h=float(h)))
+                last_closed = node
+            else:
+                plan.append((x, y))
+        if plan:
+            events.append(Goal(node=f"{plan[-1][0]},{plan[-1][1]}", state=plan[-1]))
+        return events
+
+    def replay(self, problem: Problem, text: str) -> Verdict:
+        try:
+            return _replay(problem, text, plan_only=False)
+        except Exception as err:  # noqa: BLE001 - replay judges any text; a bug must not crash evaluation
+            return internal_error(err)
+
+
+def maze_prompt(problem: Problem) -> str:
+    """Searchformer's prompt: `start x y goal x y wall x y ...` from the canonical instance."""
+    inst = problem.to_instance()
+    words = ["start", *map(str, inst["start"]), "goal", *map(str, inst["goal"])]
+    for x, y in inst["walls"]:
+        words += ["wall", str(x), str(y)]
+    return " ".join(words)
+
+
+def linearize_plan(problem: Problem, result: SearchResult) -> str:
+    """`plan x y` lines from the start to the goal (empty when the search found no solution)."""
+    if result.solution is None:
+        return ""
+    state = problem.initial_state()
+    cells = [state]
+    for action in result.solution:
+        state = problem.apply(state, action)
+        cells.append(state)
+    return "\n".join(f"plan {x} {y}" for x, y in cells)
+
+
+def replay_plan(problem: Problem, text: str) -> Verdict:
+    """Judge a plan-only text (`plan x y` steps, optionally after the prompt). Never raises."""
+    try:
+        return _replay(problem, text, plan_only=True)
+    except Exception as err:  # noqa: BLE001
+        return internal_error(err)
+
+
+def internal_error(err: Exception) -> Verdict:
+    """The verdict for a validator bug: the trace is not accepted, and the detail says why."""
+    return Verdict(valid=False, solved=False, reason=Reason.UNPARSEABLE, detail=f"internal error: {err!r}")
+
+
+def parse_steps(text: str) -> tuple[list[Step], str | None]:
+    """Steps from a token stream (a leading prompt is skipped) and the first grammar error, if any.
+
+    On an error the steps before it are still returned, so replay can judge the valid prefix first.
+    """
+    if not isinstance(text, str):
+        return [], f"expected text, got {type(text).__name__}"
+    tokens = text.split()
+    i = 0
+    while i < len(tokens) and tokens[i] in _PROMPT_WORDS:
+        i += 3
+    steps: list[Step] = []
+    while i < len(tokens):
+        kind = tokens[i]
+        arity = _ARITY.get(kind)
+        if arity is None:
+            return steps, f"step {len(steps)}: unknown word {kind!r}"
+        args = tokens[i + 1 : i + 1 + arity]
+        if len(args) < arity:
+            return steps, f"step {len(steps)}: {kind} needs {arity} values, got {len(args)}"
+        try:
+            x, y = _parse_int(args[0]), _parse_int(args[1])
+            g = _parse_cost(args[2]) if arity == 4 else None
+            h = _parse_cost(args[3]) if arity == 4 else None
+        except ValueError as err:
+            return steps, f"step {len(steps)}: {err}"
+        steps.append((kind, x, y, g, h))
+        i += 1 + arity
+    return steps, None
+
+
+def _parse_int(token: str) -> int:
+    if not token.lstrip("-").isdigit() or len(token) > 9:
+        raise ValueError(f"{token!r} is not a coordinate")
+    return int(token)
+
+
+def _parse_cost(token: str) -> int:
+    if len(token) < 2 or token[0] != "c" or not token[1:].isdigit() or len(token) > 10:
+        raise ValueError(f"{token!r} is not a cost token c<int>")
+    return int(token[1:])
+
+
+def _int_cost(value: float) -> int:
+    if value != int(value):
+        raise ValueError(f"astar format: cost {value} is not an integer")
+    return int(value)
+
+
+class _AstarReplay:
+    """The state of one replay: open and closed nodes with their (g, h), the last closed node, the plan."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.start = problem.initial_state()
+        self.open: dict[Any, tuple[int, int]] = {}
+        self.closed: dict[Any, tuple[int, int]] = {}
+        self.last_closed: Any = None
+        self.goal_closed = False
+        self.created_any = False
+        self.n_closed = 0
+        self.visited: list[str] = []
+
+    def moves(self, cell: Any) -> dict[Any, Any]:
+        """Legal successor cell -> the action reaching it."""
+        return {self.problem.apply(cell, a): a for a in self.problem.actions(cell)}
+
+    def create(self, cell: Any, g: int, h: int) -> tuple[Reason, str] | None:
+        if self.goal_closed:
+            return Reason.ILLEGAL_STEP, "create after the goal was closed"
+        if self.last_closed is None:
+            if self.created_any:
+                return Reason.ILLEGAL_STEP, f"create {cell} before the start was closed"
+            if cell != self.start:
+                return Reason.ILLEGAL_STEP, f"the first create must be the start {self.start}, got {cell}"
+            parent_g = None
+        else:
+            moves = self.moves(self.last_closed)
+            if cell not in moves:
+                return Reason.ILLEGAL_STEP, f"{cell}: not a free neighbour of last closed {self.last_closed}"
+            parent_g = self.closed[self.last_closed][0] + self.problem.cost(self.last_closed, moves[cell])
+        want_g = 0 if parent_g is None else parent_g
+        if g != want_g:
+            return Reason.WRONG_COST, f"create {cell}: g is {g}, should be {want_g}"
+        want_h = self.problem.heuristic(cell)
+        if h != want_h:
+            return Reason.WRONG_COST, f"create {cell}: h is {h}, should be {want_h:g}"
+        known = self.open.get(cell) or self.closed.get(cell)
+        if known is not None and known[0] <= g:
+            where = "open" if cell in self.open else "closed"
+            return Reason.ILLEGAL_STEP, f"create {cell}: already {where} with g {known[0]} <= {g}"
+        self.closed.pop(cell, None)
+        self.open[cell] = (g, h)
+        self.created_any = True
+        return None
+
+    def close(self, cell: Any, g: int, h: int) -> tuple[Reason, str] | None:
+        if self.goal_closed:
+            return Reason.ILLEGAL_STEP, "close after the goal was closed"
+        if cell not in self.open:
+            if cell in self.closed:
+                return Reason.ILLEGAL_STEP, f"close {cell}: already closed"
+            return Reason.BAD_JUMP, f"close {cell}: never created"
+        if self.open[cell] != (g, h):
+            og, oh = self.open[cell]
+            return Reason.WRONG_COST, f"close {cell}: written c{g} c{h}, created with c{og} c{oh}"
+        self.closed[cell] = self.open.pop(cell)
+        self.last_closed = cell
+        self.n_closed += 1
+        self.visited.append(self.problem.render_state(cell))
+        self.goal_closed = bool(self.problem.is_goal(cell))
+        return None
+
+
+def _replay(problem: Problem, text: str, plan_only: bool) -> Verdict:
+    steps, error = parse_steps(text)
+    if not steps and error is None:
+        return Verdict(valid=False, solved=False, reason=Reason.EMPTY, detail="no steps")
+    state = _AstarReplay(problem)
+    plan: list[tuple[int, int]] = []
+    plan_at = 0
+
+    def fail(reason: Reason, step: int, detail: str) -> Verdict:
+        return Verdict(valid=False, solved=False, reason=reason, step=step, detail=detail,
+                       states_visited=state.n_closed, n_events=len(steps), visited=state.visited)
+
+    for k, (kind, x, y, g, h) in enumerate(steps):
+        cell = (x, y)
+        if kind == "plan":
+            if not plan:
+                plan_at = k
+            plan.append(cell)
+            continue
+        if plan or plan_only:
+            return fail(Reason.UNPARSEABLE if plan_only else Reason.ILLEGAL_STEP, k,
+                        f"{kind} step {'in a plan-only text' if plan_only else 'after the plan'}")
+        problem_found = state.create(cell, g, h) if kind == "create" else state.close(cell, g, h)
+        if problem_found is not None:
+            return fail(problem_found[0], k, problem_found[1])
+    if error is not None:
+        return fail(Reason.UNPARSEABLE, len(steps), error)
+    done = dict(valid=True, states_visited=state.n_closed, n_events=len(steps), visited=state.visited)
+    if not plan:
+        if state.goal_closed:
+            return Verdict(solved=False, reason=Reason.SOLUTION_INVALID, detail="goal closed, no plan",
+                           **done)
+        return Verdict(solved=False, reason=Reason.NO_GOAL, detail="no goal closed, no plan", **done)
+    bad = _check_plan(problem, plan, None if plan_only else state)
+    if bad is not None:
+        return fail(bad[0], plan_at + bad[1], bad[2])
+    solution = [problem.render_state(c) for c in plan[1:]]
+    if not problem.verify(solution):
+        return fail(Reason.SOLUTION_INVALID, plan_at + len(plan) - 1, "the plan does not verify")
+    if not plan_only and not state.goal_closed:
+        return Verdict(solved=False, reason=Reason.NO_GOAL, solution=solution,
+                       detail="plan written but the goal was never closed", **done)
+    return Verdict(solved=True, solution=solution, **done)
+
+
+def _check_plan(
+    problem: Problem, plan: list[tuple[int, int]], state: _AstarReplay | None
+) -> tuple[Reason, int, str] | None:
+    """(reason, index in plan, detail) of the first wrong plan step; with `state`, cells must be created."""
+    start = problem.initial_state()
+    if plan[0] != start:
+        return Reason.ILLEGAL_STEP, 0, f"the plan starts at {plan[0]}, not at the start {start}"
+    for i in range(1, len(plan)):
+        moves = [problem.apply(plan[i - 1], a) for a in problem.actions(plan[i - 1])]
+        if plan[i] not in moves:
+            return Reason.ILLEGAL_STEP, i, f"plan step {plan[i - 1]} -> {plan[i]} is not a legal move"
+        if state is not None and plan[i] not in state.closed and plan[i] not in state.open:
+            return Reason.BAD_JUMP, i, f"plan cell {plan[i]} was never created"
+    if not problem.is_goal(plan[-1]):
+        return Reason.SOLUTION_INVALID, len(plan) - 1, f"the plan ends at {plan[-1]}, not at the goal"
+    return None

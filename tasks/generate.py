@@ -1,0 +1,183 @@
+"""Parallel trace generation: one Ray task per shard, plus the Prefect task wrappers the flow uses.
+
+`run_generation(cfg)` writes every shard of the plan and returns their stats:
+  - workers=1 runs the shards in this process, without Ray (Ray's start-up costs seconds, which
+    dominates tiny runs and tests);
+  - otherwise a local Ray is started with `num_cpus=workers` (0: all cores), or the cluster at
+    RAY_ADDRESS is joined. At most `workers` shards are in flight, so an already-running bigger Ray
+    does not oversubscribe.
+Shards already finished by the same config are skipped (resume after a crash). A Ray worker that
+dies is retried (`max_retries`); it writes to a temporary file renamed only when complete, so a
+dead worker never leaves a half shard. Exceptions raised by generation itself are not retried:
+generation is deterministic, so a retry would fail the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import ray
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from tqdm import tqdm
+
+from metacot_core.data.card import CARD_NAME, build_card, write_card
+from metacot_core.data.config import GenerateConfig
+from metacot_core.data.generate import ShardSpec, plan_shards, write_shard
+from metacot_core.data.schema import DatasetError
+from metacot_core.data.writer import remove_stale_temporaries
+
+log = logging.getLogger(__name__)
+SHARD_RETRIES = 3
+# Ray's object store only carries small stats dicts here; keep it small on a shared machine.
+OBJECT_STORE_BYTES = 128 * 1024 * 1024
+
+
+def _write_shard_from_dicts(cfg_data: dict[str, Any], spec_data: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: rebuild the config (importing plugins in this process) and write a shard."""
+    cfg = GenerateConfig.model_validate(cfg_data)
+    return write_shard(cfg, ShardSpec(**spec_data))
+
+
+_write_shard_remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_write_shard_from_dicts)
+
+
+def _check_no_stale_shards(cfg: GenerateConfig, specs: list[ShardSpec]) -> None:
+    """Refuse to finish a dataset holding shard files this plan does not make (e.g. counts lowered)."""
+    planned = {spec.path(cfg.output_dir).resolve() for spec in specs}
+    root = Path(cfg.output_dir)
+    for path in sorted(root.glob("*/part-*.parquet")):
+        if path.resolve() not in planned:
+            raise DatasetError(f"{path}: shard not in this generation plan (counts or shard_size "
+                               "changed?); use a new output_dir or delete it")
+
+
+def ensure_ray(workers: int) -> bool:
+    """Start or join Ray; returns True when this call started it (so the caller shuts it down)."""
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address="auto" if address == "auto" else address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=OBJECT_STORE_BYTES, configure_logging=False)
+    return True
+
+
+def _run_in_process(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
+    out = []
+    for spec in specs:
+        out.append(write_shard(cfg, spec))
+        bar.update(1)
+    return out
+
+
+def _run_on_ray(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
+    started = ensure_ray(cfg.workers)
+    try:
+        limit = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1)))
+        cfg_data = cfg.model_dump(mode="json")
+        pending: dict[Any, int] = {}
+        results: list[dict[str, Any] | None] = [None] * len(specs)
+        queue = list(enumerate(specs))
+        while queue or pending:
+            while queue and len(pending) < limit:
+                i, spec = queue.pop(0)
+                pending[_write_shard_remote.remote(cfg_data, spec.to_dict())] = i
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                results[pending.pop(ref)] = ray.get(ref)
+                bar.update(1)
+        return [r for r in results if r is not None]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_generation(cfg: GenerateConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """Write every shard of `cfg` (resuming finished ones); returns per-shard stats in plan order."""
+    specs = plan_shards(cfg)
+    _check_no_stale_shards(cfg, specs)
+    if Path(cfg.output_dir).exists():
+        remove_stale_temporaries(cfg.output_dir)
+    with tqdm(total=len(specs), desc="shards", unit="shard", disable=not progress) as bar:
+        if cfg.workers == 1:
+            return _run_in_process(cfg, specs, bar)
+        return _run_on_ray(cfg, specs, bar)
+
+
+def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
+    """Generate, then write the card (with run figures); returns the card."""
+    start = time.perf_counter()
+    shards = run_generation(cfg, progress=progress)
+    elapsed = time.perf_counter() - start
+    written = [s for s in shards if not s["skipped"]]
+    rows_written = sum(s["n_rows"] for s in written)
+    run = {"seconds": round(elapsed, 3), "shards": len(shards), "shards_resumed": len(shards) - len(written),
+           "rows_written": rows_written, "traces_per_s": round(rows_written / elapsed, 2) if elapsed else 0.0,
+           "workers": cfg.workers}
+    card = build_card(cfg.output_dir, cfg.model_dump(mode="json"), {"generation": run})
+    write_card(cfg.output_dir, card)
+    return card
+
+
+def card_metrics(card: dict[str, Any]) -> dict[str, float]:
+    """The card's headline numbers as flat MLflow metrics."""
+    metrics: dict[str, float] = {"rows": card["n_rows"], "solved_rate": card["solved_rate"]}
+    for split, info in card["splits"].items():
+        metrics[f"rows.{split}"] = info["rows"]
+        metrics[f"solved_rate.{split}"] = info["solved_rate"]
+    for key in ("trace_tokens", "trace_chars", "n_expanded"):
+        for stat, value in card[key].items():
+            metrics[f"{key}.{stat}"] = value
+    gen = card.get("generation", {})
+    for key in ("traces_per_s", "seconds", "shards_resumed"):
+        if key in gen:
+            metrics[key] = gen[key]
+    return metrics
+
+
+def log_dataset(card: dict[str, Any], output_dir: str | Path, run_id: str, name: str | None = None) -> None:
+    """Log the card (metrics, artifact) and the dataset as an input of MLflow run `run_id`.
+
+    The input is a metadata-only dataset (no pandas, nothing loaded): its source is the folder and
+    its digest the content hash, so runs on the same data show the same dataset in MLflow.
+    The run is addressed by id, so this works from any thread or process a task runs in.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag, Metric
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    root = Path(output_dir).resolve()
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in card_metrics(card).items()])
+    client.log_artifact(run_id, str(root / CARD_NAME))
+    client.set_tag(run_id, "dataset.content_hash", card["content_hash"])
+    with warnings.catch_warnings():
+        # MLflow registers the local source twice (schemes "" and "file") and warns it cannot choose.
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(root))
+    dataset = MetaDataset(source, name=name or root.name, digest=card["content_hash"][:36])
+    tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="generated")]
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)])
+
+
+@task(name="generate-shards", cache_policy=NO_CACHE)
+def generate_task(cfg: GenerateConfig) -> dict[str, Any]:
+    """Prefect wrapper: every shard (Ray or in-process) and the card."""
+    return generate_dataset(cfg, progress=True)
+
+
+@task(name="log-dataset", cache_policy=NO_CACHE)
+def log_dataset_task(card: dict[str, Any], output_dir: str, run_id: str) -> None:
+    """Prefect wrapper: attach the dataset to the stage's MLflow run (by id: tasks may run elsewhere)."""
+    log_dataset(card, output_dir, run_id)

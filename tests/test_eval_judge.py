@@ -1,0 +1,190 @@
+"""The evaluator's judge: every verdict class from hand-made outputs, SoS reference traces judged valid,
+garbage never raising, validator bugs recorded as their own class."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metacot_core.evaluation.judge import VALIDATOR_ERROR, drop_partial_line, join_prompt, judge
+from metacot_core.evaluation.runner import parse_prefix
+from metacot_core.evaluation.teacher import check_tree
+from metacot_core.registry import get_domain, get_format, get_search
+from metacot_core.search.config import SearchConfig
+from metacot_core.traces.base import Reason, Verdict
+
+SOS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sos"
+MAZE = {"width": 3, "height": 3, "walls": [[1, 1]], "start": [0, 0], "goal": [2, 2]}
+
+
+# --- mazes, A* format -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def maze():
+    problem = get_domain("maze").from_instance(MAZE)
+    fmt = get_format("astar")
+    result = get_search("astar")(problem, SearchConfig(algorithm="astar"), random.Random(0))
+    return problem, fmt, fmt.prompt(problem), fmt.linearize(problem, result)
+
+
+def test_maze_teacher_trace_is_solved(maze):
+    problem, fmt, prompt, trace = maze
+    j = judge(problem, fmt, trace, truncated=False, prompt=prompt)
+    assert j.label == "solved" and j.solved and j.valid
+    assert j.verdict.solution == ["1,0", "2,0", "2,1", "2,2"]
+
+
+@pytest.mark.parametrize(("old", "new", "label", "step"), [
+    ("create 0 1 c1 c3", "create 2 2 c1 c3", "illegal_step", 2),  # not a neighbour of the closed node
+    ("create 0 1 c1 c3", "create 0 1 c5 c3", "wrong_cost", 2),  # g written wrong
+])
+def test_maze_illegal_steps_are_classified_with_their_step(maze, old, new, label, step):
+    problem, fmt, prompt, trace = maze
+    j = judge(problem, fmt, trace.replace(old, new), prompt=prompt)
+    assert (j.label, j.verdict.step, j.valid, j.solved) == (label, step, False, False)
+
+
+def test_maze_no_goal_unparseable_and_empty(maze):
+    problem, fmt, prompt, trace = maze
+    head = "\n".join(trace.splitlines()[:5]) + "\n"
+    assert judge(problem, fmt, head, prompt=prompt).label == "no_goal_claimed"
+    assert judge(problem, fmt, "banana split", prompt=prompt).label == "unparseable"
+    assert judge(problem, fmt, "", prompt=prompt).label == "empty"
+    assert judge(problem, fmt, " \n ", prompt=prompt).label == "empty"
+
+
+def test_truncation_is_ran_out_of_tokens_unless_an_earlier_step_was_illegal(maze):
+    problem, fmt, prompt, trace = maze
+    cut = trace[:45]  # ends in the middle of a line
+    assert judge(problem, fmt, cut, prompt=prompt).label == "unparseable"
+    j = judge(problem, fmt, cut, truncated=True, prompt=prompt)
+    assert j.label == "ran_out_of_tokens" and j.verdict.reason is Reason.TRUNCATED and j.truncated
+    bad = trace.replace("create 0 1 c1 c3", "create 0 1 c5 c3")[:120]
+    assert judge(problem, fmt, bad, truncated=True, prompt=prompt).label == "wrong_cost"
+    # a complete solved trace that happened to hit the limit stays solved
+    assert judge(problem, fmt, trace, truncated=True, prompt=prompt).label == "solved"
+
+
+class _Raising:
+    def replay(self, problem, text):
+        raise RuntimeError("validator bug")
+
+
+class _NotAVerdict:
+    def replay(self, problem, text):
+        return {"valid": True}
+
+
+class _ClaimsSolved:
+    """A validator that accepts anything with a made-up solution: the problem's verifier must catch it."""
+
+    def replay(self, problem, text):
+        return Verdict(valid=True, solved=True, solution=["0,1", "0,2"])
+
+
+def test_validator_bugs_are_their_own_class(maze):
+    problem, _, prompt, trace = maze
+    j = judge(problem, _Raising(), trace, prompt=prompt)
+    assert j.label == VALIDATOR_ERROR and "validator bug" in j.error and not j.solved
+    assert judge(problem, _NotAVerdict(), trace).label == VALIDATOR_ERROR
+
+
+def test_claimed_solve_is_checked_by_the_problem_verifier(maze):
+    problem, _, _, trace = maze
+    j = judge(problem, _ClaimsSolved(), trace)
+    assert j.label == "solution_invalid" and not j.solved
+
+
+def test_join_prompt_and_partial_line():
+    assert join_prompt("start 0 0", "create 0 0 c0 c4") == "start 0 0\ncreate 0 0 c0 c4"
+    assert join_prompt("State: []\n", "Exploring") == "State: []\nExploring"
+    assert drop_partial_line("a\nb\nc") == "a\nb\n"
+    assert drop_partial_line("abc") == ""
+
+
+# --- Countdown, SoS format --------------------------------------------------------------------------
+
+def _sos_records() -> list[dict]:
+    rows = []
+    for name in ("train", "val", "val_target"):
+        with open(SOS_DIR / f"{name}.jsonl") as fh:
+            rows += [json.loads(line) for line in fh]
+    return rows
+
+
+def test_sos_reference_traces_judge_valid_as_model_output():
+    """The 400 reference search_path traces, fed in as if a model wrote them after the prompt."""
+    fmt = get_format("sos")
+    domain = get_domain("countdown")
+    records = _sos_records()
+    assert len(records) == 400
+    for rec in records:
+        problem = domain.from_instance({"numbers": rec["nums"], "target": rec["target"]})
+        prompt = fmt.prompt(problem)
+        assert rec["search_path"].startswith(prompt)
+        j = judge(problem, fmt, rec["search_path"][len(prompt):], prompt=prompt)
+        reached = "Goal Reached" in rec["search_path"]
+        assert j.valid, (rec["nums"], rec["target"], j.label, j.verdict.detail)
+        assert j.label == ("solved" if reached else "no_goal_claimed"), (rec["nums"], rec["target"], j.label)
+        # the tree walk behind the hallucination count and the alignment agrees: nothing illegal
+        assert check_tree(problem, parse_prefix(fmt, rec["search_path"])).illegal == 0
+
+
+@pytest.fixture(scope="module")
+def countdown():
+    problem = get_domain("countdown").from_instance({"numbers": [4, 6, 2], "target": 20})
+    fmt = get_format("sos")
+    cfg = SearchConfig(algorithm="dfs", heuristic="sum", prune_threshold=20)
+    result = get_search("dfs")(problem, cfg, random.Random(0))
+    assert result.solved
+    return problem, fmt, fmt.prompt(problem), fmt.linearize(problem, result)
+
+
+def _first_explore(trace: str) -> str:
+    return next(line for line in trace.splitlines() if line.startswith("Exploring Operation"))
+
+
+def test_sos_solved_and_classified_errors(countdown):
+    problem, fmt, prompt, trace = countdown
+    assert judge(problem, fmt, trace, prompt=prompt).label == "solved"
+    line = _first_explore(trace)  # e.g. "Exploring Operation: 4+6=10, Resulting Numbers: [2, 10]"
+    op = line.split(": ")[1].split(",")[0]
+    left, result = op.split("=")
+    wrong = trace.replace(line, line.replace(f"={result}", f"={int(result) + 1}", 1), 1)
+    assert judge(problem, fmt, wrong, prompt=prompt).label == "wrong_arithmetic"
+    a = left.replace("+", " ").replace("*", " ").replace("-", " ").replace("/", " ").split()[0]
+    unknown = trace.replace(line, line.replace(f"{a}", "77", 1), 1)
+    j = judge(problem, fmt, unknown, prompt=prompt)
+    assert j.label in {"unknown_number", "wrong_arithmetic"} and not j.valid
+
+
+def test_sos_false_goal_and_give_up(countdown):
+    problem, fmt, prompt, _ = countdown
+    false_goal = "Exploring Operation: 4+6=10, Resulting Numbers: [2, 10]\n10,20 equal: Goal Reached\n"
+    j = judge(problem, fmt, false_goal, prompt=prompt)
+    assert not j.solved and not j.valid
+    give_up = "No solution found."
+    assert judge(problem, fmt, give_up, prompt=prompt).label == "no_goal_claimed"
+
+
+GARBAGE = st.text(alphabet=st.sampled_from(list("0123456789,:[]=+-*/# \n") + [
+    "Current State: ", "Exploring Operation: ", "Generated Node #", "Moving to Node #", " Goal Reached",
+    " unequal: No Solution", "create ", "close ", "plan ", "c3 ", "wall ", "No solution found."]), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=GARBAGE, truncated=st.booleans())
+def test_garbage_never_raises(text, truncated):
+    for domain, instance, fmt_name in (("countdown", {"numbers": [4, 6, 2], "target": 20}, "sos"),
+                                       ("maze", MAZE, "astar")):
+        problem = get_domain(domain).from_instance(instance)
+        fmt = get_format(fmt_name)
+        j = judge(problem, fmt, text, truncated=truncated, prompt=fmt.prompt(problem))
+        assert isinstance(j.label, str)
+        if j.solved:
+            assert problem.verify(j.verdict.solution)
