@@ -23,7 +23,7 @@ from metacot_core.evaluation.report import write_report
 from metacot_core.evaluation.runner import EvalItem, evaluate_items, load_items, summarize
 
 # Files a checkpoint may carry that name the MLflow run that trained it (first key found wins).
-RUN_ID_FILES = ("metacot.json", "training_config.json", "train_config.json", "config.json")
+RUN_ID_FILES = ("metacot.json", "sft_config.json", "rl_config.json")
 RUN_ID_KEYS = ("mlflow_run_id", "run_id")
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from metacot_core.data.card import CARD_NAME, build_card, write_card
 from metacot_core.data.config import GenerateConfig
-from metacot_core.data.generate import ShardSpec, plan_shards, write_shard
+from metacot_core.data.generate import ShardSpec, plan_shards, write_shard, write_shard_from_dicts
 from metacot_core.data.schema import DatasetError
 from metacot_core.data.writer import remove_stale_temporaries
 
@@ -39,13 +39,9 @@ SHARD_RETRIES = 3
 OBJECT_STORE_BYTES = 128 * 1024 * 1024
 
 
-def _write_shard_from_dicts(cfg_data: dict[str, Any], spec_data: dict[str, Any]) -> dict[str, Any]:
-    """Worker entry point: rebuild the config (importing plugins in this process) and write a shard."""
-    cfg = GenerateConfig.model_validate(cfg_data)
-    return write_shard(cfg, ShardSpec(**spec_data))
-
-
-_write_shard_remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_write_shard_from_dicts)
+# The remote function is a core function (pickled by reference), so workers import metacot_core
+# only, not this module with its Prefect and MLflow imports (seconds per worker).
+_write_shard_remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(write_shard_from_dicts)
 
 
 def _check_no_stale_shards(cfg: GenerateConfig, specs: list[ShardSpec]) -> None:

@@ -113,8 +113,8 @@ def test_maze_eval_writes_table_summary_plots(checkpoint, maze_dataset, tmp_path
     assert split["teacher"]["strategies"]["astar"]["solve_rate"] == 1.0  # A* solves every generated maze
     assert {"optimal_rate", "swc", "ilr"} <= set(split["maze"])
     assert split == summary["splits"]["test"]
-    assert sorted(p.name for p in paths["plots"]) == ["solve_rate_by_length.png", "states_model_vs_teacher.png",
-                                                       "verdicts.png"]
+    names = sorted(p.name for p in paths["plots"])
+    assert names == ["solve_rate_by_length.png", "states_model_vs_teacher.png", "verdicts.png"]
     assert all(p.stat().st_size > 1000 for p in paths["plots"])
 
 
@@ -170,8 +170,8 @@ def test_cli_eval_no_flow(checkpoint, maze_dataset, tmp_path):
 
     result = CliRunner().invoke(app, [
         "eval", "--checkpoint", str(checkpoint), "--dataset", str(maze_dataset), "--split", "test",
-        "--no-flow", "--no-track", f"output_dir={tmp_path / 'cli'}", "progress=false", "teacher.enabled=false",
-        "generation.max_new_tokens=8", "pass_k=[1]"])
+        "--no-flow", "--no-track", f"output_dir={tmp_path / 'cli'}", "progress=false",
+        "teacher.enabled=false", "generation.max_new_tokens=8", "pass_k=[1]"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("test: solve ")
     assert (tmp_path / "cli" / "table.parquet").is_file()
@@ -181,7 +181,8 @@ def test_cli_eval_bad_inputs_are_one_line(checkpoint, maze_dataset, tmp_path):
     from flows.cli import app
 
     runner = CliRunner()
-    missing = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "nope"), "--dataset", str(maze_dataset)])
+    missing = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "nope"),
+                                  "--dataset", str(maze_dataset)])
     assert missing.exit_code == 1 and "checkpoint directory not found" in missing.output
     bad = runner.invoke(app, ["eval", "--checkpoint", str(checkpoint), "--dataset", str(maze_dataset),
                               "generation.temperature=-1"])

@@ -60,8 +60,10 @@ def lm():
 
 def test_batched_greedy_equals_one_at_a_time(lm):
     model, tok = lm
-    batched = generate(model, tok, PROMPTS, GenerationSettings(max_new_tokens=24, batch_size=8), progress=False)
-    single = generate(model, tok, PROMPTS, GenerationSettings(max_new_tokens=24, batch_size=1), progress=False)
+    batched = generate(model, tok, PROMPTS, GenerationSettings(max_new_tokens=24, batch_size=8),
+                       progress=False)
+    single = generate(model, tok, PROMPTS, GenerationSettings(max_new_tokens=24, batch_size=1),
+                      progress=False)
     assert [c.text for c in batched] == [c.text for c in single]
     assert [c.n_tokens for c in batched] == [c.n_tokens for c in single]
     assert [c.prompt_index for c in batched] == list(range(len(PROMPTS)))

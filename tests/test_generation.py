@@ -57,6 +57,13 @@ def test_row_content(tmp_path):
     assert row["algorithm"] == "bfs" and row["format"] == "toy" and row["seed"] == 0
 
 
+def full_text(row: dict) -> str:
+    """Prompt and trace as one text, with a line break where they would fuse (the evaluator's rule)."""
+    prompt, trace = row["prompt"], row["trace"]
+    fused = prompt and not prompt[-1].isspace() and not trace[:1].isspace()
+    return f"{prompt}\n{trace}" if fused else prompt + trace
+
+
 def test_index_rng_is_stable():
     assert index_rng(3, "train", 5).random() == index_rng(3, "train", 5).random()
     assert index_rng(3, "train", 5).random() != index_rng(3, "val", 5).random()
@@ -129,7 +136,7 @@ def test_maze_astar_rows_replay_valid(tmp_path):
                                         "counts": {"train": 4}, "output_dir": str(tmp_path)})
     domain, fmt = registry.get_domain("maze"), registry.get_format("astar")
     for row in generate_shard(cfg, "train", 0, 4):
-        verdict = fmt.replay(domain.from_instance(json.loads(row["instance"])), row["trace"])
+        verdict = fmt.replay(domain.from_instance(json.loads(row["instance"])), full_text(row))
         assert verdict.valid and verdict.solved == row["solved"], verdict.to_dict()
 
 
@@ -146,5 +153,5 @@ def test_countdown_sos_rows_replay_valid(tmp_path):
     for row in rows:
         instance = json.loads(row["instance"])
         assert len(instance["numbers"]) == (5 if row["split"] == "harder" else 4)
-        verdict = fmt.replay(domain.from_instance(instance), row["trace"])
+        verdict = fmt.replay(domain.from_instance(instance), full_text(row))
         assert verdict.valid and verdict.solved == row["solved"], (row["problem_id"], verdict.to_dict())

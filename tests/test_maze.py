@@ -139,6 +139,7 @@ def test_make_is_deterministic_and_depends_on_its_inputs():
     a = DOMAIN.make(cfg, "train", 3, seed=1).to_instance()
     assert a == DOMAIN.make(cfg, "train", 3, seed=1).to_instance()
     assert a == MazeDomain().make(MazeConfig(), "train", 3, seed=1).to_instance()
+    assert a == DOMAIN.make({"width": 10}, "train", 3, seed=1).to_instance()  # a plain mapping validates
     assert a != DOMAIN.make(cfg, "train", 4, seed=1).to_instance()
     assert a != DOMAIN.make(cfg, "train", 3, seed=2).to_instance()
 

@@ -27,6 +27,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EXPERIMENT = "metacot"
 RUN_NAME = "pipeline"
+# Generous: the UI is a large single-page app and CI shares two cores with other work.
+UI_TIMEOUT_MS = 45_000
 METRICS = {"eval.solve_rate": 0.4375, "eval.trace_validity": 0.9125}
 
 pytestmark = [
@@ -81,20 +83,22 @@ def test_mlflow_ui_shows_pipeline_run_and_metric(logged_run: dict[str, str], tmp
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
             args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
         try:
-            context.set_default_timeout(30_000)
+            context.set_default_timeout(UI_TIMEOUT_MS)
             page = context.new_page()
+            experiment_url = f"{logged_run['url']}/#/experiments/{logged_run['experiment_id']}"
             page.goto(f"{logged_run['url']}/#/experiments")
             # MLflow 3 opens in GenAI mode; runs with metrics live under "Model training".
             page.get_by_text("Model training", exact=True).click()
             page.get_by_role("link", name=EXPERIMENT, exact=True).click()
-            expect(page).to_have_url(re.compile(rf"#/experiments/{logged_run['experiment_id']}/runs\b"))
+            runs_page = re.compile(re.escape(experiment_url) + r"/runs\b")
+            expect(page).to_have_url(runs_page, timeout=UI_TIMEOUT_MS)
             page.get_by_role("link", name=RUN_NAME, exact=True).first.click()
-            expect(page).to_have_url(
-                f"{logged_run['url']}/#/experiments/{logged_run['experiment_id']}/runs/{logged_run['run_id']}")
-            expect(page.get_by_role("heading", name=RUN_NAME, exact=True)).to_be_visible()
+            expect(page).to_have_url(f"{experiment_url}/runs/{logged_run['run_id']}", timeout=UI_TIMEOUT_MS)
+            heading = page.get_by_role("heading", name=RUN_NAME, exact=True)
+            expect(heading).to_be_visible(timeout=UI_TIMEOUT_MS)
             for name, value in METRICS.items():
                 row = page.get_by_role("row").filter(has_text=name)
-                expect(row).to_contain_text(str(value))
+                expect(row).to_contain_text(str(value), timeout=UI_TIMEOUT_MS)
             row.scroll_into_view_if_needed()
             page.screenshot(path=str(screenshot))
         finally:

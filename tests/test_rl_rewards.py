@@ -44,7 +44,7 @@ def _corrupt_arithmetic(text: str) -> str:
     [
         ("solved", lambda p, c: c, False, 1.0, True, True, None),
         ("gave up", None, False, 0.0, False, True, "no_goal_claimed"),
-        ("empty", lambda p, c: "", False, 0.0, False, False, "empty"),
+        ("empty", lambda p, c: "", False, 0.0, False, True, "empty"),  # the judge: nothing illegal written
         ("wrong arithmetic", lambda p, c: _corrupt_arithmetic(c), False, 0.0, False, False, "wrong_arithmetic"),
         ("cut before the goal", lambda p, c: c[: len(c) // 2], True, 0.0, False, True, "ran_out_of_tokens"),
         ("goal line only", lambda p, c: c.split("\n")[-2] + "\n", False, 0.0, False, False, None),
@@ -69,6 +69,8 @@ def test_format_term_pays_for_a_legal_search_that_gives_up() -> None:
     problem, prompt, completion, _ = _case(solved=False)
     s = score_completion(problem, get_format("sos"), completion, RewardConfig(format_weight=0.1), prompt=prompt)
     assert s.reward == pytest.approx(0.1)  # valid but unsolved: only the format term
+    empty = score_completion(problem, get_format("sos"), "", RewardConfig(format_weight=0.1), prompt=prompt)
+    assert empty.valid and empty.reward == 0.0  # no pay for writing nothing (collapse to empty reasoning)
 
 
 def test_budget_length_term_is_sos_rating() -> None:

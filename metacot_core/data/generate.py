@@ -127,3 +127,9 @@ def write_shard(cfg: GenerateConfig, spec: ShardSpec) -> dict[str, Any]:
         for row in generate_shard(cfg, spec.split, spec.start, spec.stop):
             writer.write(row)
     return {**writer.stats(), "skipped": False}
+
+
+def write_shard_from_dicts(cfg_data: dict[str, Any], spec_data: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point (plain data in and out): rebuild the config, importing any plugin modules
+    in this process, and write the shard. Lives here so a Ray worker imports only the core."""
+    return write_shard(GenerateConfig.model_validate(cfg_data), ShardSpec(**spec_data))

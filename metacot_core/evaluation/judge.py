@@ -18,6 +18,7 @@ from metacot_core.traces.base import Reason, Verdict
 SOLVED = "solved"
 VALID_UNSOLVED = "valid_unsolved"  # a legal search that gave up before the goal, without claiming one
 VALIDATOR_ERROR = "validator_error"
+INTERNAL_ERROR = "internal error"  # how the built-in formats' replay reports an exception it caught
 
 
 @dataclass(slots=True)
@@ -109,7 +110,9 @@ def judge(problem: Problem, fmt: Any, text: str, truncated: bool = False, prompt
     of tokens". An illegal step before the cut keeps its own class: the model had already gone wrong.
     """
     if not text or not text.strip():
-        return Judgement(Verdict(valid=False, solved=False, reason=Reason.EMPTY, detail="empty output"),
+        # Nothing written, so nothing illegal written (a pruned SoS DFS writes nothing either): valid,
+        # unsolved, classified "empty".
+        return Judgement(Verdict(valid=True, solved=False, reason=Reason.EMPTY, detail="empty output"),
                          Reason.EMPTY.value, truncated=truncated)
     verdict, error = _replay(fmt, problem, join_prompt(prompt, text))
     if verdict is not None:
@@ -123,6 +126,8 @@ def judge(problem: Problem, fmt: Any, text: str, truncated: bool = False, prompt
     if verdict is None:
         failed = Verdict(valid=False, solved=False, reason=None, detail=error)
         return Judgement(failed, VALIDATOR_ERROR, truncated=truncated, error=error)
+    if verdict.detail.startswith(INTERNAL_ERROR):  # a validator that caught its own bug
+        return Judgement(verdict, VALIDATOR_ERROR, truncated=truncated, error=verdict.detail)
     return Judgement(verdict, label_of(verdict), truncated=truncated)
 
 

@@ -77,46 +77,55 @@ def _successor_keys(problem: Problem, state: Any) -> set:
 def check_tree(problem: Problem, events: Iterable[Event]) -> TreeCheck:
     """Walk a trace's events as a tree; keep the states that follow the rules, count those that do not.
 
-    A generated (or A*-created) node is legal when its parent was seen and its state is one of the
-    parent's successors under the rules. Unlike replay, this does not stop at the first error: it is
-    the count of hallucinated states per trace and the state set of the SoS alignment (which likewise
-    drops erroneous nodes and keeps the rest). Event kinds without states (MCTS) are skipped.
+    A generated (or A*-created) state is legal when it is a successor, under the rules, of its
+    parent's state (the parent's last expanded state: SoS's beam may give several leaves one id).
+    An expanded, closed, dead-end or goal state must be one generated under that node id (or the
+    start). Unlike replay, this does not stop at the first error: it gives the hallucinated states
+    per trace and the state set of the SoS alignment (which likewise drops erroneous nodes and keeps
+    the rest). Events without a state (MCTS statistics, a give-up line) are skipped.
     """
     out = TreeCheck()
-    nodes: dict[str, tuple[Any, Any] | None] = {}  # node id -> (key, state) when legal, else None
+    known: dict[str, dict[Any, Any]] = {}  # node id -> {key: state} of the legal states generated there
+    current: dict[str, tuple[Any, Any]] = {}  # node id -> (key, state) it was last expanded / closed in
     successors: dict[Any, set] = {}
     start = problem.initial_state()
     root = state_key(problem, start)
     out.states.add(root)
+
+    def children_of(key: Any, state: Any) -> set:
+        if key not in successors:
+            successors[key] = _successor_keys(problem, state)
+        return successors[key]
+
     for ev in events:
+        state = getattr(ev, "state", None)
+        if state is None:
+            continue
+        key = state_key(problem, state)
         if isinstance(ev, Generate | Create):
-            key = state_key(problem, ev.state)
-            parent = nodes.get(ev.parent) if ev.parent is not None else None
             out.checked += 1
             if ev.parent is None:
-                legal = key == root  # A* creates the start node without a parent
-            elif parent is None:
-                legal = False
+                legal = key == root  # A* creates the start without a parent
             else:
-                if parent[0] not in successors:
-                    successors[parent[0]] = _successor_keys(problem, parent[1])
-                legal = key in successors[parent[0]]
-            nodes[ev.node] = (key, ev.state) if legal else None
+                if ev.parent in current:
+                    parents = [current[ev.parent]]
+                else:
+                    parents = list(known.get(ev.parent, {}).items())
+                legal = any(key in children_of(pk, ps) for pk, ps in parents)
             if legal:
+                known.setdefault(ev.node, {})[key] = state
                 out.states.add(key)
             else:
                 out.illegal += 1
         elif isinstance(ev, Expand | Close | DeadEnd | Goal):
-            key = state_key(problem, ev.state)
-            if ev.node not in nodes:
-                # the root, or a node the trace never generated: legal only if it is the start state
-                nodes[ev.node] = (key, start) if key == root else None
-                if key != root:
-                    out.checked += 1
-                    out.illegal += 1
-            elif nodes[ev.node] is not None and key != nodes[ev.node][0]:
+            if key in known.get(ev.node, {}):
+                current[ev.node] = (key, known[ev.node][key])
+            elif key == root and ev.node not in known:
+                current[ev.node] = (root, start)
+            else:
                 out.checked += 1
-                out.illegal += 1  # the state written for a known node is not that node's state
+                out.illegal += 1  # a state never generated under this id: written, not reached
+                current.pop(ev.node, None)
     return out
 
 

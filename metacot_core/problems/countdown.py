@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import combinations
 from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metacot_core.problems.base import UnsolvableProblemError
@@ -45,6 +46,9 @@ _HEURISTIC_ALIASES = {"default": "sum", "sum": "sum", "mult": "mult",
                       "sum_heuristic": "sum", "mult_heuristic": "mult"}
 SPLITS = ("train", "val_inputs", "val_target", "harder")
 _MAX_DRAWS = 100_000
+_BATCH = 32
+_OP_CHAR = "+*-/"
+_PAIRS = {m: tuple(combinations(range(m), 2)) for m in range(2, 12)}
 
 
 class CountdownConfig(BaseModel):
@@ -145,6 +149,16 @@ def _pair_reaches(x: int, y: int, target: int) -> bool:
     return target in (_reach2(x, y) if x <= y else _reach2(y, x))
 
 
+def _solvable3(a: int, b: int, c: int, target: int) -> bool:
+    """Three numbers, by inverting the last operation: op(x, single) == target, x from the other two."""
+    for (p, q), single in (((a, b), c), ((a, c), b), ((b, c), a)):
+        pair = _reach2(p, q) if p <= q else _reach2(q, p)
+        for x in _last_operands(target, single):
+            if x in pair and _pair_reaches(x, single, target):
+                return True
+    return False
+
+
 def _solvable4(a: int, b: int, c: int, d: int, target: int) -> bool:
     """Four sorted numbers: the last operation splits them 3+1 or 2+2."""
     for rest, single in (((b, c, d), a), ((a, c, d), b), ((a, b, d), c), ((a, b, c), d)):
@@ -171,7 +185,7 @@ def _solvable_sorted(nums: Numbers, target: int) -> bool:
     if n == 2:
         return target in _reach2(nums[0], nums[1])
     if n == 3:
-        return target in _reach3(*nums)
+        return _solvable3(*nums, target)
     if n == 4:
         return _solvable4(*nums, target)
     for i, j in combinations(range(n), 2):
@@ -188,6 +202,86 @@ def solvable(numbers: Sequence[int], target: int) -> bool:
     if len(nums) == 0:
         return False
     return _solvable_sorted(nums, target)
+
+
+# --- batched check (numpy): the draw loop's hot path ----------------------------------------------
+# Drawing a Countdown-4 instance rejects ~87% of draws as unsolvable, so the check of one random draw
+# must cost microseconds. We tabulate, once, the values reachable from every pair and every sorted
+# triple of numbers in 0..top (triples: 3 splits x 4 x 4 results = 48 values, 32 MB for top = 99), and
+# check a batch of draws with array operations: 3+1 splits by inverting the last operation against
+# the triple's row, 2+2 splits by combining the two pairs' rows.
+BATCH_TOP = 127  # tables only for numbers up to this (above it the pure-Python check is used)
+
+
+def _np_ops(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The four results of x op y (last axis; -1 when not allowed or when an operand is -1)."""
+    x, y = np.broadcast_arrays(x, y)
+    valid = (x >= 0) & (y >= 0)
+    lo, hi = np.minimum(x, y), np.maximum(x, y)
+    safe = np.maximum(lo, 1)
+    div_ok = valid & (lo > 0) & (hi % safe == 0)
+    return np.stack([np.where(valid, x + y, -1), np.where(valid, x * y, -1), np.where(valid, hi - lo, -1),
+                     np.where(div_ok, hi // safe, -1)], axis=-1)
+
+
+def _idx2(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return q * (q + 1) // 2 + p
+
+
+def _idx3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return c * (c + 1) * (c + 2) // 6 + b * (b + 1) // 2 + a
+
+
+@lru_cache(maxsize=2)
+def _tables(top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(R2, R3): reachable values of every sorted pair / triple of 0..top, rows indexed by _idx2 / _idx3."""
+    vals = np.arange(top + 1, dtype=np.int64)
+    q, p = np.meshgrid(vals, vals, indexing="ij")
+    keep = p <= q
+    p, q = p[keep], q[keep]
+    r2 = np.full(((top + 1) * (top + 2) // 2, 4), -1, dtype=np.int64)
+    r2[_idx2(p, q)] = _np_ops(p, q)
+    c, b, a = (x.ravel() for x in np.meshgrid(vals, vals, vals, indexing="ij"))
+    keep = (a <= b) & (b <= c)
+    a, b, c = a[keep], b[keep], c[keep]
+    parts = []
+    for (x, y), z in (((a, b), c), ((a, c), b), ((b, c), a)):
+        first = r2[_idx2(np.minimum(x, y), np.maximum(x, y))]  # (n, 4)
+        parts.append(_np_ops(first[:, :, None], z[:, None, None]).reshape(len(a), 16))
+    r3 = np.full((len(a), 48), -1, dtype=np.int32)
+    r3[_idx3(a, b, c)] = np.concatenate(parts, axis=1)
+    return r2, r3
+
+
+def _np_last_operands(target: int, d: np.ndarray) -> np.ndarray:
+    """Every x with op(x, d) == target (last axis, 6 slots; -2 where a slot does not apply)."""
+    t = target
+    pos = d > 0
+    safe = np.maximum(d, 1)
+    return np.stack([d + t, np.where(t >= d, t - d, -2), np.where(d >= t, d - t, -2),
+                     np.where(pos & (t % safe == 0), t // safe, -2), np.where(pos, t * d, -2),
+                     np.where(pos & (d % t == 0), d // t, -2)], axis=-1)
+
+
+def solvable_batch(draws: np.ndarray, target: int) -> np.ndarray:
+    """solvable(row, target) for each row of a (k, n) array of numbers in 0..BATCH_TOP, n in {2, 3, 4}."""
+    draws = np.sort(np.asarray(draws, dtype=np.int64), axis=1)
+    k, n = draws.shape
+    if n < 2 or n > 4 or draws.min(initial=0) < 0 or draws.max(initial=0) > BATCH_TOP:
+        return np.array([solvable(row.tolist(), target) for row in draws], dtype=bool)
+    r2, r3 = _tables(BATCH_TOP)
+    if n == 2:
+        return (r2[_idx2(draws[:, 0], draws[:, 1])] == target).any(axis=1)
+    if n == 3:
+        return (r3[_idx3(draws[:, 0], draws[:, 1], draws[:, 2])] == target).any(axis=1)
+    a, b, c, d = draws.T
+    rows = r3[np.stack([_idx3(b, c, d), _idx3(a, c, d), _idx3(a, b, d), _idx3(a, b, c)], axis=1)]  # k,4,48
+    cand = _np_last_operands(target, draws)  # k, 4, 6 (single number j pairs with triple row j)
+    hit31 = (cand[:, :, :, None] == rows[:, :, None, :]).any(axis=(1, 2, 3))
+    left = r2[np.stack([_idx2(a, b), _idx2(a, c), _idx2(a, d)], axis=1)]  # k, 3, 4
+    right = r2[np.stack([_idx2(c, d), _idx2(b, d), _idx2(b, c)], axis=1)]
+    hit22 = (_np_ops(left[:, :, :, None], right[:, :, None, :]) == target).any(axis=(1, 2, 3, 4))
+    return hit31 | hit22
 
 
 def reference_solution(numbers: Sequence[int], target: int) -> list[str] | None:
@@ -328,33 +422,69 @@ class CountdownProblem:
     def to_instance(self) -> dict[str, Any]:
         return {"numbers": list(self.numbers), "target": self.target}
 
-    # Fast paths (optional, used by search/ and traces/ when present)
-    def expand(self, state: State, heuristic: str) -> list[tuple[float, str, State, Action, bool, bool]]:
-        """Every child in canonical order: (h, action text, child state, action, is_goal, is_terminal).
+    # Fast path for search/_common.py: score every child cheaply, build only the ones a search uses.
+    def scored_children(self, state: State, heuristic: str) -> list[tuple[float, int, int, int, int]]:
+        """(h, i, j, op code, result) per child in SoS's order (pairs i < j, then +, *, -, /).
 
-        The searches call this instead of actions/apply/heuristic/is_goal one by one: it is the hot
-        loop of trace generation, so each child costs one tuple, one string and one heuristic sum.
+        This is the hot loop of trace generation: a beam keeps b of ~20 children and DFS prunes on the
+        target, so children are scored here from per-number distances and only built by `make_child`.
         """
-        nums, ops = state
-        target = self.target
-        n = len(nums) - 1
+        nums = state[0]
+        m = len(nums)
+        if m < 2:
+            return []
+        t = self.target
+        n = m - 1
+        if _heuristic_kind(heuristic) == "sum":
+            dist = [abs(x - t) for x in nums]
+
+            def d(r: int) -> int:
+                return abs(r - t)
+        else:
+            table = _factor_distance(t)
+            top = len(table) - 1
+
+            def d(r: int) -> int:
+                return table[r] if r <= top else r - top
+            dist = [d(x) for x in nums]
+        total = sum(dist)
+        mean = n > 1 and _heuristic_kind(heuristic) == "sum"
         out = []
-        use_sum = _heuristic_kind(heuristic) == "sum"
-        table = _factor_distance(target)
-        top = len(table) - 1
-        for i, j in combinations(range(n + 1), 2):
-            rest = nums[:i] + nums[i + 1:j] + nums[j + 1:]
-            if use_sum:
-                base = sum(abs(x - target) for x in rest)
-            else:
-                base = sum(table[x] if x <= top else x - top for x in rest)
-            for r, op, text in combine(nums[i], nums[j]):
-                if use_sum:
-                    h = (base + abs(r - target)) / n if n > 1 else abs(r - target)
-                else:
-                    h = base + (table[r] if r <= top else r - top)
-                out.append((h, text, (rest + (r,), ops + (text,)), (i, j, op), n == 1 and r == target, n == 1))
+        add = out.append
+        for i, j in _PAIRS[m]:
+            a = nums[i]
+            b = nums[j]
+            base = total - dist[i] - dist[j]
+            lo, hi = (a, b) if a <= b else (b, a)
+            r = a + b
+            add(((base + d(r)) / n if mean else base + d(r), i, j, 0, r))
+            r = a * b
+            add(((base + d(r)) / n if mean else base + d(r), i, j, 1, r))
+            r = hi - lo
+            add(((base + d(r)) / n if mean else base + d(r), i, j, 2, r))
+            if lo and hi % lo == 0:
+                r = hi // lo
+                add(((base + d(r)) / n if mean else base + d(r), i, j, 3, r))
         return out
+
+    def make_child(self, state: State, item: tuple[float, int, int, int, int]) -> tuple[str, State, Action,
+                                                                                           bool, bool]:
+        """(text, child state, action, is_goal, is_leaf) for one item of `scored_children`."""
+        nums, ops = state
+        _, i, j, code, r = item
+        a = nums[i]
+        b = nums[j]
+        if code == 0:
+            text = f"{a}+{b}={r}"
+        elif code == 1:
+            text = f"{a}*{b}={r}"
+        elif a <= b:
+            text = f"{b}{_OP_CHAR[code]}{a}={r}"
+        else:
+            text = f"{a}{_OP_CHAR[code]}{b}={r}"
+        child = nums[:i] + nums[i + 1:j] + nums[j + 1:] + (r,)
+        leaf = len(child) == 1
+        return text, (child, ops + (text,)), (i, j, _OP_CHAR[code]), leaf and r == self.target, leaf
 
     def reference_solution(self) -> list[str]:
         """SoS's generator solution (first in its search order); UnsolvableProblemError if none exists."""
@@ -413,6 +543,39 @@ def held_out_input(numbers: Sequence[int], fraction: float, seed: int) -> bool:
     return zlib.crc32(key) < fraction * 4294967296.0
 
 
+def _split_accepts(split: str, nums: Sequence[int], fraction: float, seed: int) -> bool:
+    """train never takes a held-out multiset; val_inputs takes only those; other splits take any."""
+    if split == "train":
+        return not held_out_input(nums, fraction, seed)
+    if split == "val_inputs":
+        return held_out_input(nums, fraction, seed)
+    return True
+
+
+def draw_solvable(rng: random.Random, target: int, count: int, lo: int, hi: int,
+                  accept: Callable[[list[int]], bool] | None = None) -> list[int] | None:
+    """Numbers drawn uniformly from lo..hi until solvable for `target` (and accepted): SoS's rejection.
+
+    Draws come in batches of _BATCH from `rng.choices`, checked at once by `solvable_batch`; the first
+    acceptable draw of the sequence is returned, so the result is the same as drawing one at a time.
+    """
+    pool = range(lo, hi + 1)
+    batched = count <= 4 and lo >= 0 and hi <= BATCH_TOP
+    for _ in range(_MAX_DRAWS // _BATCH):
+        flat = rng.choices(pool, k=count * _BATCH)
+        rows = [flat[i:i + count] for i in range(0, len(flat), count)]
+        if batched:
+            hits = np.flatnonzero(solvable_batch(np.array(rows), target)).tolist()
+            for i in hits:
+                if accept is None or accept(rows[i]):
+                    return rows[i]
+        else:
+            for nums in rows:
+                if (accept is None or accept(nums)) and solvable(nums, target):
+                    return nums
+    return None
+
+
 class CountdownDomain:
     """Seeded Countdown instances per (split, index), with SoS's held-out targets and inputs."""
 
@@ -433,17 +596,12 @@ class CountdownDomain:
         if split == "val_inputs" and frac <= 0.0:
             raise ValueError("held_out_inputs_fraction: is 0, so the val_inputs split is empty")
         lo, hi = cfg.min_number, cfg.max_number
-        for _ in range(_MAX_DRAWS):
-            target = rng.choice(targets)
-            nums = [rng.randint(lo, hi) for _ in range(count)]
-            if split == "train" and held_out_input(nums, frac, seed):
-                continue
-            if split == "val_inputs" and not held_out_input(nums, frac, seed):
-                continue
-            if solvable(nums, target):
-                return CountdownProblem(nums, target)
-        raise RuntimeError(f"countdown: no solvable instance in {_MAX_DRAWS} draws for split {split!r} "
-                           f"(numbers {lo}..{hi}, {count} of them, targets {cfg.target_min}..{cfg.target_max})")
+        target = rng.choice(targets)
+        nums = draw_solvable(rng, target, count, lo, hi, lambda ns: _split_accepts(split, ns, frac, seed))
+        if nums is None:
+            raise RuntimeError(f"countdown: no solvable instance in {_MAX_DRAWS} draws for split {split!r} "
+                               f"(target {target}, {count} numbers in {lo}..{hi})")
+        return CountdownProblem(nums, target)
 
     def targets_for(self, cfg: CountdownConfig, split: str, seed: int) -> tuple[int, ...]:
         """Targets a split draws from: the held-out ones for val_target, the training ones otherwise."""

@@ -195,9 +195,9 @@ class MazeProblem:
         moves = self.distances_from(self.start).get(self.goal)
         return None if moves is None else moves + 1
 
-    def astar_tie_key(self, state: Cell) -> int:
+    def astar_tie_key(self, state: Cell) -> tuple[int, int]:
         """Deterministic A* tie order among equal f: lower y first, then lower x (as Searchformer)."""
-        return state[0] + state[1] * 100_000
+        return (state[1], state[0])
 
 
 def parse_cell(text: Any) -> Cell | None:
@@ -251,7 +251,7 @@ class MazeDomain:
     def make(self, cfg: BaseModel, split: str, index: int, seed: int) -> MazeProblem:
         """The `index`-th maze of `split`; raises UnsolvableProblemError if the config admits none."""
         if not isinstance(cfg, MazeConfig):
-            raise TypeError(f"cfg: expected MazeConfig, got {type(cfg).__name__}")
+            cfg = MazeConfig.model_validate(cfg.model_dump() if isinstance(cfg, BaseModel) else cfg)
         if split not in self.splits:
             raise ValueError(f"split: unknown maze split {split!r}; known: {', '.join(self.splits)}")
         rng = _instance_rng(seed, split, index)
@@ -287,8 +287,15 @@ class MazeDomain:
         if len(free) < 2:
             return None
         cache: dict[int, dict[int, int]] = {}
+        component: dict[int, int] = {}  # cell -> label: pairs in different components need no search
         for _ in range(cfg.attempts_per_layout):
             s, g = rng.sample(free, 2)
+            if s not in component:
+                reach = _index_distances(width, height, wall_set, s)
+                component.update(dict.fromkeys(reach, s))
+                cache[s] = reach
+            if component.get(g) != component[s]:
+                continue
             if s not in cache:
                 cache[s] = _index_distances(width, height, wall_set, s)
             moves = cache[s].get(g)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from metacot_core.evaluation.config import GenerationSettings
-from metacot_core.evaluation.generate import Completion, default_stop_strings, generate
+from metacot_core.evaluation.generate import Completion, default_stop_strings, generate, resolve_device
 from metacot_core.evaluation.metrics import model_metrics
 from metacot_core.problems.base import Problem
 from metacot_core.registry import get_domain, get_format
@@ -40,10 +40,12 @@ class RLProblem:
     format: str
 
 
-def load_problems(dataset: str | Path, split: str, limit: int | None = None) -> list[RLProblem]:
+def load_problems(dataset: str | Path, split: str, limit: int | None = None,
+                  format_name: str | None = None) -> list[RLProblem]:
     """The distinct problems of `split`, in dataset order (first trace of each problem is the teacher's).
 
     A dataset may hold several traces of one problem (several strategies); RL needs each problem once.
+    `format_name` judges rollouts with another registered format than the dataset's (a plugin's).
     """
     from metacot_core.data.reader import iter_rows
 
@@ -56,7 +58,7 @@ def load_problems(dataset: str | Path, split: str, limit: int | None = None) -> 
         seen.add(row["problem_id"])
         problem = get_domain(row["domain"]).from_instance(json.loads(row["instance"]))
         out.append(RLProblem(row["problem_id"], problem, row["prompt"], row["trace"], bool(row["solved"]),
-                             row["format"]))
+                             format_name or row["format"]))
         if limit is not None and len(out) >= limit:
             break
     if not out:
@@ -115,7 +117,16 @@ def evaluate(model: Any, tokenizer: Any, problems: Sequence[RLProblem], cfg: RLC
         for p, c, s in zip(problems, completions, scored, strict=True)
     ]
     summary = model_metrics(records)
-    return {k: float(v) for k, v in summary.items() if isinstance(v, int | float)}
+    return {k.replace("@", "_at_"): float(v) for k, v in summary.items() if isinstance(v, int | float)}
+
+
+def evaluate_sets(model: Any, tokenizer: Any, eval_sets: dict[str, Sequence[RLProblem]],
+                  cfg: RLConfig) -> dict[str, float]:
+    """evaluate() on every held-out split, keys prefixed `eval/<split>/`."""
+    out: dict[str, float] = {}
+    for split, problems in eval_sets.items():
+        out.update({f"eval/{split}/{k}": v for k, v in evaluate(model, tokenizer, problems, cfg).items()})
+    return out
 
 
 # ------------------------------------------------------------------------------------- checkpoints
@@ -176,7 +187,6 @@ def find_resume(cfg: RLConfig) -> tuple[Path | None, dict[str, Any] | None]:
 
 def load_policy(path: str | Path, device: str = "auto") -> tuple[Any, Any]:
     """(model, tokenizer) from a local checkpoint folder (SFT's or ours), on `device`, never from a hub."""
-    from metacot_core.evaluation.generate import resolve_device
     from metacot_core.models import load_local_model
     from metacot_core.tokenizer import load_tokenizer
 

@@ -99,9 +99,10 @@ class EvalConfig(_Strict):
     """Held-out evaluation during RL."""
 
     every: int = Field(1, ge=0, description="STaR: every n rounds; GRPO: every n steps; 0 = only at the end")
-    splits: list[str] = Field(default_factory=lambda: ["val"], description="held-out splits evaluated")
+    splits: list[str] | None = Field(None, description="held-out splits; None = all but the training split")
     n_problems: int = Field(64, ge=1, description="problems per split (the same ones every time)")
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy decoding")
+    at_start: bool = Field(True, description="evaluate the SFT model before the first step (the baseline)")
 
 
 class GuardConfig(_Strict):
@@ -125,10 +126,13 @@ class RLConfig(_Strict):
     init_checkpoint: str = Field("", description="the SFT checkpoint RL starts from (a local folder)")
     dataset: str = Field("", description="trace dataset (Parquet folder) with train and held-out splits")
     train_split: str = Field("train", description="split whose problems RL trains on")
+    format: str | None = Field(None, description="trace format that judges rollouts; None = the dataset's")
     max_train_problems: int | None = Field(None, ge=1, description="use at most this many training problems")
     output_dir: str = Field("runs/rl", description="checkpoints and the resume state go here")
     seed: int = Field(0, description="seed of problem sampling, rollouts and shuffling")
     resume: bool = Field(True, description="continue from the latest checkpoint in output_dir")
+    keep_checkpoints: int = Field(2, ge=1, description="most recent RL checkpoints kept")
+    device: str = Field("auto", description="auto (cuda when present), cpu, cuda")
     reward: RewardConfig = Field(default_factory=RewardConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from metacot_core.evaluation.generate import Completion, encode_prompt, pad_id
-from metacot_core.rl.common import RLProblem, evaluate, format_of, judge_completions, rollout
+from metacot_core.rl.common import RLProblem, evaluate_sets, format_of, judge_completions, rollout
 from metacot_core.rl.config import RLConfig
 from metacot_core.rl.grpo_math import group_advantages, grpo_loss, token_logprobs
 from metacot_core.rl.guards import check_collapse
@@ -192,9 +192,7 @@ def run_grpo(policy: Any, reference: Any | None, tokenizer: Any, train_problems:
         done = step + 1
         last = done == g.steps
         if last or (cfg.eval.every and done % cfg.eval.every == 0):
-            for split, problems in eval_sets.items():
-                found = evaluate(policy, tokenizer, problems, cfg)
-                metrics.update({f"eval/{split}/{k}": v for k, v in found.items()})
+            metrics.update(evaluate_sets(policy, tokenizer, eval_sets, cfg))
         log(metrics, done)
         if last or done % g.checkpoint_every == 0:
             save(policy, optimizer, done)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from metacot_core.evaluation.judge import judge
+from metacot_core.evaluation.judge import join_prompt, judge
 from metacot_core.problems.base import Problem
 from metacot_core.rl.config import RewardConfig
-from metacot_core.traces.base import TraceFormat, Verdict
+from metacot_core.search.events import Create, Generate
+from metacot_core.traces.base import Reason, TraceFormat, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,28 +30,44 @@ class Scored:
     states_explored: int
     n_tokens: int
     solution: tuple[str, ...] | None = None
+    nodes_generated: int = 0
 
 
-def length_factor(cfg: RewardConfig, states_explored: int, n_tokens: int) -> float:
+def nodes_generated(fmt: TraceFormat, text: str) -> int | None:
+    """Children the trace generated (Generate / A* Create events): SoS's "explored" count, which is the
+    number of "Exploring Operation" lines. None when the text does not parse."""
+    try:
+        events = fmt.parse(text)
+    except Exception:  # noqa: BLE001 - any parse failure means "unknown", the caller falls back
+        return None
+    return sum(1 for e in events if isinstance(e, Generate | Create))
+
+
+def length_factor(cfg: RewardConfig, explored: int, n_tokens: int) -> float:
     """The multiplier a solved trace's reward gets for its length (1.0 when no length term is set).
 
-    budget: Stream of Search's rating 1 - (explored + 1) / budget, floored at 0 so that an over-budget
-    success never scores below a failure. discount: gamma ** tokens, the discounted return of a reward
-    paid at the last token.
+    budget: Stream of Search's rating 1 - (explored + 1) / budget with explored = nodes generated,
+    floored at 0 so that an over-budget success never scores below a failure. discount: gamma ** tokens,
+    the discounted return of a reward paid at the last token.
     """
     if cfg.length == "budget":
-        return max(0.0, 1.0 - (states_explored + 1) / cfg.budget)
+        return max(0.0, 1.0 - (explored + 1) / cfg.budget)
     if cfg.length == "discount":
         return cfg.gamma**n_tokens
     return 1.0
 
 
-def verdict_reward(verdict: Verdict, n_tokens: int, cfg: RewardConfig) -> float:
-    """solved x length factor x cfg.solved, plus cfg.format_weight for a valid (legal) trace."""
+def verdict_reward(verdict: Verdict, n_tokens: int, cfg: RewardConfig, explored: int | None = None) -> float:
+    """solved x length factor x cfg.solved, plus cfg.format_weight for a valid (legal) non-empty trace.
+
+    The judge calls empty output valid (nothing illegal was written); paying the format term for it
+    would reward collapsing to no reasoning at all, so an empty trace earns nothing.
+    """
     reward = 0.0
     if verdict.solved:
-        reward += cfg.solved * length_factor(cfg, verdict.states_visited, n_tokens)
-    if verdict.valid:
+        count = verdict.states_visited if explored is None else explored
+        reward += cfg.solved * length_factor(cfg, count, n_tokens)
+    if verdict.valid and verdict.reason is not Reason.EMPTY:
         reward += cfg.format_weight
     return reward
 
@@ -66,14 +83,16 @@ def score_completion(problem: Problem, fmt: TraceFormat, completion: str, cfg: R
     judgement = judge(problem, fmt, completion, truncated=truncated, prompt=prompt)
     verdict = judgement.verdict
     length = len(completion.split()) if n_tokens is None else n_tokens
+    generated = nodes_generated(fmt, join_prompt(prompt, completion)) if verdict.solved else None
     return Scored(
-        reward=verdict_reward(verdict, length, cfg),
+        reward=verdict_reward(verdict, length, cfg, generated),
         solved=bool(verdict.solved),
         valid=bool(verdict.valid),
         reason=None if judgement.solved else judgement.label,
         states_explored=int(verdict.states_visited),
         n_tokens=length,
         solution=tuple(verdict.solution) if verdict.solution else None,
+        nodes_generated=generated or 0,
     )
 
 

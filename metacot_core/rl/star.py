@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from metacot_core.evaluation.generate import pad_id
-from metacot_core.rl.common import RLProblem, evaluate, format_of, judge_completions, rollout
+from metacot_core.rl.common import RLProblem, evaluate_sets, format_of, judge_completions, rollout
 from metacot_core.rl.config import RLConfig, StarConfig
 from metacot_core.rl.guards import check_collapse
 from metacot_core.rl.rewards import Scored, summarize
@@ -226,9 +226,7 @@ def run_star(model: Any, tokenizer: Any, problems: Sequence[RLProblem],
                              base_state if cfg.star.init == "base" else None)
         done = it + 1
         if done == cfg.star.iterations or (cfg.eval.every and done % cfg.eval.every == 0):
-            for split, held_out in eval_sets.items():
-                found = evaluate(model, tokenizer, held_out, cfg)
-                metrics.update({f"eval/{split}/{k}": v for k, v in found.items()})
+            metrics.update(evaluate_sets(model, tokenizer, eval_sets, cfg))
         log(metrics, done)
         save(model, None, done)
     return model

@@ -1,9 +1,13 @@
 """What DFS and beam search share: child generation over the Problem protocol, and the give-up event.
 
 Both searches are Stream of Search's (Gandhi et al. 2024), written generically: they only use the
-`Problem` protocol, so a maze or a plugin domain gets them too. A problem may offer a fast path,
-`expand(state, heuristic)`, returning the children already rendered (Countdown does: it is the hot
-loop of trace generation); otherwise the children are built from actions/apply/heuristic/is_goal.
+`Problem` protocol, so a maze or a plugin domain gets them too. Children come in two steps, because a
+search scores every child but writes only a few (beam keeps b of ~20; DFS prunes on a threshold):
+`score(state)` gives one item per child in canonical order with the heuristic first, and
+`make(state, item)` gives `(action text, child state, action, is_goal, is_leaf)` for the ones used.
+A problem may supply both as `scored_children(state, heuristic)` and `make_child(state, item)`
+(Countdown does: it is the hot loop of trace generation); otherwise they are built from
+actions/apply/heuristic/is_goal/render_action.
 
 Event conventions (what the `sos` format writes and parses back):
 - `Generate.action` holds the action as written in traces (`render_action`), so a parsed trace
@@ -16,30 +20,40 @@ Event conventions (what the `sos` format writes and parses back):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
 LEAF = "unequal"
 GIVE_UP = "no_solution"
 
-# (h, action text, child state, action, is_goal, is_leaf)
-Child = tuple[float, str, Any, Any, bool, bool]
+# make(state, item) -> (action text, child state, action, is_goal, is_leaf)
+Made = tuple[str, Any, Any, bool, bool]
 by_h = itemgetter(0)
 
 
-def children(problem: Any, state: Any, heuristic: str) -> list[Child]:
-    """Every child of `state` in the problem's canonical action order."""
-    fast = getattr(problem, "expand", None)
-    if fast is not None:
-        return fast(state, heuristic)
-    out = []
-    for action in problem.actions(state):
-        child = problem.apply(state, action)
-        goal = problem.is_goal(child)
-        leaf = goal or not problem.actions(child)
-        out.append((problem.heuristic(child, heuristic), problem.render_action(state, action), child, action,
-                    goal, leaf))
-    return out
+def child_functions(problem: Any, heuristic: str) -> tuple[Callable[[Any], list[Any]],
+                                                          Callable[[Any, Any], Made]]:
+    """(score, make) for `problem`: its fast path when it has one, else the generic protocol."""
+    fast_score = getattr(problem, "scored_children", None)
+    fast_make = getattr(problem, "make_child", None)
+    if fast_score is not None and fast_make is not None:
+        return (lambda state: fast_score(state, heuristic)), fast_make
+
+    def score(state: Any) -> list[Any]:
+        out = []
+        for action in problem.actions(state):
+            child = problem.apply(state, action)
+            goal = problem.is_goal(child)
+            leaf = goal or not problem.actions(child)
+            out.append((problem.heuristic(child, heuristic), problem.render_action(state, action), child,
+                        action, goal, leaf))
+        return out
+
+    def make(state: Any, item: Any) -> Made:
+        return item[1], item[2], item[3], item[4], item[5]
+
+    return score, make
 
 
 def is_acyclic(problem: Any) -> bool:

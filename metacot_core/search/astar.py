@@ -38,7 +38,7 @@ def astar(problem: Problem, cfg: SearchConfig, rng: random.Random | None = None)
     result = SearchResult(algorithm="astar", meta={"tie_breaking": cfg.tie_breaking})
     render = problem.render_state
 
-    def priority(f: float, state: Any) -> tuple[float, float, int]:
+    def priority(f: float, state: Any) -> tuple[float, Any, int]:
         order = next(counter)
         if shuffle:
             return (f, rng.random(), order)
@@ -49,7 +49,7 @@ def astar(problem: Problem, cfg: SearchConfig, rng: random.Random | None = None)
     open_g: dict[Any, float] = {start: 0.0}
     closed_g: dict[Any, float] = {}
     parents: dict[Any, tuple[Any, Any] | None] = {start: None}
-    heap: list[tuple[tuple[float, float, int], Any, float, float]] = [(priority(h0, start), start, 0.0, h0)]
+    heap: list[tuple[tuple[float, Any, int], Any, float, float]] = [(priority(h0, start), start, 0.0, h0)]
     result.events.append(Create(node=render(start), state=start, g=0.0, h=h0))
     while heap:
         _, state, g, h = heapq.heappop(heap)

@@ -19,7 +19,7 @@ import heapq
 import random
 from typing import Any
 
-from metacot_core.search._common import GIVE_UP, LEAF, Node, by_h, children, is_acyclic
+from metacot_core.search._common import GIVE_UP, LEAF, Node, by_h, child_functions, is_acyclic
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.events import Backtrack, DeadEnd, Expand, Generate, Goal
 from metacot_core.search.result import SearchResult
@@ -31,6 +31,7 @@ def beam(problem: Any, cfg: SearchConfig, rng: random.Random | None = None) -> S
     shuffle = rng.shuffle
     width = cfg.beam_width
     heuristic = cfg.heuristic
+    score, make = child_functions(problem, heuristic)
     budget = cfg.node_budget
     track = not is_acyclic(problem)
     events: list[Any] = []
@@ -58,15 +59,17 @@ def beam(problem: Any, cfg: SearchConfig, rng: random.Random | None = None) -> S
             node_id = node.id
             emit(Expand(node_id, node.state))
             n_expanded += 1
-            kids = children(problem, node.state, heuristic)
+            state = node.state
+            kids = score(state)
             if track:
-                kids = [c for c in kids if not node.on_path(c[2])]
+                kids = [c for c in kids if not node.on_path(make(state, c)[1])]
             kids.sort(key=by_h)
             kept = kids[:width]
             shuffle(kept)
             non_leaf = 0
             pushed = []
-            for h, text, child, action, goal, leaf in kept:
+            for item in kept:
+                text, child, action, goal, leaf = make(state, item)
                 child_node = Node(f"{node_id},{non_leaf}", child, node, action, text)
                 n_generated += 1
                 emit(Generate(child_node.id, node_id, text, child))
@@ -79,7 +82,7 @@ def beam(problem: Any, cfg: SearchConfig, rng: random.Random | None = None) -> S
                     emit(DeadEnd(child_node.id, child, LEAF))
                 else:
                     non_leaf += 1
-                pushed.append((h, child_node))
+                pushed.append((item[0], child_node))
             pushed.sort(key=by_h)
             for item in pushed:
                 push(heap, item)

@@ -57,10 +57,17 @@ class StrategyMix(BaseModel):
 
 
 def sos_mix(node_budget: int = 10_000) -> StrategyMix:
-    """Stream of Search's mix: DFS or beam (b = 1..5), each with the sum or the multiply heuristic."""
+    """Stream of Search's mix: DFS or beam (b = 1..5), each with the sum or the multiply heuristic.
+
+    Weights as SoS draws them: DFS or beam with probability 1/2 each, then b uniform in 1..5, so DFS
+    weighs 5 against 1 per beam width. DFS leaves `prune_threshold` None: Countdown then prunes at its
+    target, as SoS does (see search/dfs.py).
+    """
     strategies = []
     for heuristic in ("sum", "mult"):
-        strategies.append(SearchConfig(algorithm="dfs", heuristic=heuristic, node_budget=node_budget))
+        strategies.append(
+            SearchConfig(algorithm="dfs", heuristic=heuristic, node_budget=node_budget, weight=5.0)
+        )
         for width in range(1, 6):
             strategies.append(
                 SearchConfig(algorithm="beam", heuristic=heuristic, beam_width=width, node_budget=node_budget)

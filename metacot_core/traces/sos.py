@@ -109,7 +109,7 @@ class SosFormat:
                 node = f"{current},{non_leaf.get(current, 0)}"
                 events.append(Generate(node, current, text_op, state))
                 if nxt is not None and nxt[0] in ("leaf", "goal"):
-                    events.append((DeadEnd(node, state, LEAF) if nxt[0] == "leaf" else Goal(node, state)))
+                    events.append(DeadEnd(node, state, LEAF) if nxt[0] == "leaf" else Goal(node, state))
                     k += 2
                     continue
             elif kind == "moving":
@@ -391,7 +391,7 @@ class _SosReplay:
         if head != parent:
             raise _Failed(Reason.WRONG_STATE, f"line {lineno}: node #{node} is not a child of the current "
                           f"node #{parent}")
-        written_op = f"{g[4]}{g[5]}{g[6]}={g[7]}"
+        written_op = f"{g[3]}{g[4]}{g[5]}={g[6]}"
         if int(g[1]) != self.target or _nums(g[2]) != state[0] or written_op != state[1][-1]:
             raise _Failed(Reason.WRONG_STATE, f"line {lineno}: node #{node} repeats {g[1]}:[{g[2][:60]}] "
                           f"{written_op}, the operation gave {self.target}:{list(state[0])} {state[1][-1]}")

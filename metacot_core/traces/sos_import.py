@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from metacot_core.data.schema import count_trace_tokens
-from metacot_core.problems.countdown import CountdownProblem, reference_solution
+from metacot_core.problems.countdown import CountdownProblem, reference_solution, solvable_batch
 from metacot_core.search.beam import beam
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.dfs import dfs
@@ -156,11 +158,23 @@ def sos_record_to_row(record: dict[str, Any], split: str, index: int, seed: int)
 # --- SoS's generator, replayed ------------------------------------------------------------------
 
 def _draw(rng: random.Random, target: int, size: int, max_target: int) -> tuple[list[int], list[str]]:
-    """SoS's `CountDown.generate`: numbers 1..max_target-1 until solvable; the first solution found."""
+    """SoS's `CountDown.generate`: numbers 1..max_target-1 until solvable; the first solution found.
+
+    SoS draws one list at a time with `randint`; we draw 8 the same way, check them at once, then
+    rewind the generator and draw again up to the first solvable one, so its state ends where SoS's does.
+    """
+    top = max_target - 1
     while True:
-        nums = [rng.randint(1, max_target - 1) for _ in range(size)]
-        steps = reference_solution(nums, target)
-        if steps is not None:
+        start = rng.getstate()
+        rows = [[rng.randint(1, top) for _ in range(size)] for _ in range(8)]
+        hits = np.flatnonzero(solvable_batch(np.array(rows), target))
+        if len(hits):
+            rng.setstate(start)
+            for _ in range(int(hits[0]) + 1):
+                nums = [rng.randint(1, top) for _ in range(size)]
+            steps = reference_solution(nums, target)
+            if steps is None:  # cannot happen: the batch check and the solver agree (tested)
+                raise RuntimeError(f"countdown: {nums} -> {target} judged solvable but not solved")
             return nums, steps
 
 

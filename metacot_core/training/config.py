@@ -21,7 +21,7 @@ class DataConfig(BaseModel):
 
     path: str = Field(..., description="dataset folder holding <split>/part-*.parquet")
     train_split: str = Field("train", description="split to train on")
-    val_split: str | None = Field("val", description="split for validation loss (None: no validation)")
+    val_split: str | None = Field("val_inputs", description="split for validation loss (None: no validation)")
     solved: bool | None = Field(None, description="keep only solved (True) or unsolved (False) traces")
     formats: list[str] | None = Field(None, description="keep only these trace formats")
     max_rows: int | None = Field(None, ge=1, description="use at most this many training rows")

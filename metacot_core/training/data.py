@@ -11,7 +11,7 @@ prompt and are all trace), `drop` leaves the row out. Counts of each are returne
 Two batchings with the same token budget per micro-batch (micro_batch_size x seq_len):
 - pack: best-fit-decreasing bin packing of whole sequences into rows of seq_len; position ids restart
   at 0 for each sequence, from which transformers builds a block-diagonal causal mask, so attention
-  never crosses documents.
+  never crosses documents (transformers does this only without a KV cache: forward with use_cache=False).
 - bucket: sequences of similar length batched together and right-padded; no mask is needed (causal
   attention never looks right, so real tokens never see the padding).
 """

@@ -335,7 +335,7 @@ def train(cfg: SFTConfig, rank: int = 0, world: int = 1, device: torch.device | 
         ckpt.set_rng_state(state["rng"])
         start = int(state["step"])
     summary: dict[str, Any] = {
-        "params": n_params, "seq_len": data.seq_len, "max_steps": steps, "start_step": start,
+        "params": n_params, "world_size": world, "seq_len": data.seq_len, "max_steps": steps, "start_step": start,
         "train_rows": data.train_rows, "train_hash": data.train_hash, "overflow": data.overflow,
         "padding_waste": padding_waste(data.train), "vocab_size": len(data.tokenizer), "history": [],
     }
