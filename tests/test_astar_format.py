@@ -53,7 +53,7 @@ def replay(text: str, problem: MazeProblem | None = None) -> Verdict:
 
 def test_prompt_and_golden_trace():
     p = walls_maze()
-    assert FMT.prompt(p) == "start 0 0 goal 0 2 wall 0 1 wall 1 1"
+    assert FMT.prompt(p) == "start 0 0 goal 0 2 wall 0 1 wall 1 1\n"
     assert FMT.linearize(p, astar(p, ASTAR)) == GOLDEN
     v = replay(GOLDEN)
     assert v.valid and v.solved and v.reason is None
@@ -76,7 +76,7 @@ def test_round_trip_events_text_events():
         result = astar(p, SearchConfig(algorithm="astar", tie_breaking=tie), random.Random(index))
         text = FMT.linearize(p, result)
         assert FMT.parse(text) == result.events
-        assert FMT.parse(FMT.prompt(p) + "\n" + text) == result.events
+        assert FMT.parse(FMT.prompt(p) + text) == result.events
         assert FMT.parse(" ".join(text.split())) == result.events  # line breaks are not significant
 
 
@@ -94,7 +94,7 @@ def test_every_teacher_trace_replays_valid(size, count):
         p = domain.make(MazeConfig(width=size, height=size), "train", index, seed=size)
         tie = "random" if index % 2 else "deterministic"
         result = astar(p, SearchConfig(algorithm="astar", tie_breaking=tie), random.Random(index))
-        v = FMT.replay(p, FMT.prompt(p) + "\n" + FMT.linearize(p, result))
+        v = FMT.replay(p, FMT.prompt(p) + FMT.linearize(p, result))
         assert v.valid and v.solved, (index, v)
         assert v.solution == result.solution_text and v.states_visited == result.n_expanded
         plan = replay_plan(p, linearize_plan(p, result))
@@ -177,7 +177,7 @@ def test_replay_plan_only():
     plan = "\n".join(GOLDEN.split("\n")[14:])
     assert linearize_plan(p, astar(p, ASTAR)) == plan
     assert replay_plan(p, plan).solved
-    assert replay_plan(p, FMT.prompt(p) + " " + plan).solved
+    assert replay_plan(p, FMT.prompt(p) + plan).solved
     assert replay_plan(p, "").reason is Reason.EMPTY
     assert replay_plan(p, GOLDEN).reason is Reason.UNPARSEABLE
     assert replay_plan(p, "plan 0 0\nplan 0 1\nplan 0 2").reason is Reason.ILLEGAL_STEP

@@ -198,3 +198,23 @@ def test_eval_cpu_config_loads():
     assert cfg.teacher.strategies().strategies  # the SoS mix by default
     assert cfg.generation.max_new_tokens >= 256
     assert os.path.basename(cfg.output_dir)
+
+
+def test_checkpoint_run_id_is_read_from_metadata(tmp_path):
+    from tasks.evaluate import checkpoint_run_id
+
+    assert checkpoint_run_id(tmp_path) is None
+    (tmp_path / "sft_config.json").write_text(json.dumps({"lr": 1e-3}))
+    assert checkpoint_run_id(tmp_path) is None
+    (tmp_path / "metacot.json").write_text(json.dumps({"mlflow_run_id": "abc123"}))
+    assert checkpoint_run_id(tmp_path) == "abc123"
+
+
+def test_evaluation_core_imports_no_orchestration():
+    import subprocess
+    import sys
+
+    code = ("import sys, metacot_core.evaluation.runner, metacot_core.evaluation.report; "
+            "print(sorted(m for m in ('prefect', 'ray', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -68,8 +68,8 @@ def replay(text: str) -> Verdict:
 def test_golden_text_and_prompts():
     p = tiny_maze()
     assert FMT.linearize(p, mcts(p, cfg(rollout_depth=3), random.Random(0))) == GOLDEN
-    assert FMT.prompt(p) == "start 0 0 goal 2 0 wall 1 0"
-    assert FMT.prompt(CountdownProblem([43, 15, 18, 9], 13)) == "problem numbers 43 15 18 9 target 13"
+    assert FMT.prompt(p) == "start 0 0 goal 2 0 wall 1 0\n"
+    assert FMT.prompt(CountdownProblem([43, 15, 18, 9], 13)) == "problem numbers 43 15 18 9 target 13\n"
     v = replay(GOLDEN)
     assert v.valid and v.solved and v.solution == ["0,1", "1,1", "2,1", "2,0"]
     assert v.states_visited == 4 and v.visited == ["0,0", "0,1", "1,1", "2,1"] and v.n_events == 30

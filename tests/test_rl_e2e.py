@@ -127,8 +127,9 @@ def test_grpo_two_steps_then_resume_equals_uninterrupted(tiny: dict[str, Path]) 
     full = run(_cfg(tiny, "grpo", "grpo-full", *parity), log=lambda m, s: logged.append((s, m)))
     assert [s for s, _ in logged] == [0, 1, 2]
     step1 = logged[1][1]
-    for key in ("rollout/reward_mean", "rollout/reward_std", "rollout/valid_rate", "train/kl", "train/entropy",
-                "train/loss", "guard/repeated_ngram_rate_mean", "eval/val_inputs/solve_rate"):
+    for key in ("rollout/reward_mean", "rollout/reward_std", "rollout/valid_rate", "train/kl",
+                "train/entropy", "train/loss", "guard/repeated_ngram_rate_mean",
+                "eval/val_inputs/solve_rate"):
         assert key in step1, key
     assert step1["train/entropy"] > 0
     assert step1["train/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference

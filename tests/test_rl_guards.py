@@ -61,3 +61,18 @@ def test_check_collapse_uses_model_tokens_when_given() -> None:
     assert report.metrics["collapse_empty_rate"] == 0.0
     with pytest.raises(ValueError, match="token lists"):
         check_collapse(["x", "y"], GuardConfig(), token_lists=[["a"]])
+
+
+def test_no_alarm_on_any_stream_of_search_reference_trace() -> None:
+    # calibration: the 400 SoS reference traces repeat at most ~47% of their 8-grams (threshold 80%)
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "sos"
+    if not root.is_dir():
+        pytest.skip(f"{root}: SoS reference traces not present")
+    traces = [json.loads(line)["search_path"] for f in sorted(root.glob("*.jsonl"))
+              for line in f.read_text().splitlines()]
+    report = check_collapse(traces, GuardConfig())
+    assert len(traces) == 400
+    assert report.metrics["collapse_repeat_rate"] == 0.0 and not report.collapsed

@@ -23,7 +23,7 @@ def _records() -> list[dict]:
 
 
 def _case(solved: bool) -> tuple[object, str, str, dict]:
-    """(problem, prompt, completion, record) of the first reference trace that did / did not reach the goal."""
+    """(problem, prompt, completion, record) of the first reference trace that did / did not solve."""
     rec = next(r for r in _records() if (r["rating"] > 0) == solved)
     problem = get_domain("countdown").from_instance({"numbers": rec["nums"], "target": rec["target"]})
     prompt = get_format("sos").prompt(problem)
@@ -45,7 +45,8 @@ def _corrupt_arithmetic(text: str) -> str:
         ("solved", lambda p, c: c, False, 1.0, True, True, None),
         ("gave up", None, False, 0.0, False, True, "no_goal_claimed"),
         ("empty", lambda p, c: "", False, 0.0, False, True, "empty"),  # the judge: nothing illegal written
-        ("wrong arithmetic", lambda p, c: _corrupt_arithmetic(c), False, 0.0, False, False, "wrong_arithmetic"),
+        ("wrong arithmetic", lambda p, c: _corrupt_arithmetic(c), False, 0.0, False, False,
+         "wrong_arithmetic"),
         ("cut before the goal", lambda p, c: c[: len(c) // 2], True, 0.0, False, True, "ran_out_of_tokens"),
         ("goal line only", lambda p, c: c.split("\n")[-2] + "\n", False, 0.0, False, False, None),
     ],
@@ -67,21 +68,27 @@ def test_reward_table(name, make, truncated, reward, solved, valid, reason) -> N
 
 def test_format_term_pays_for_a_legal_search_that_gives_up() -> None:
     problem, prompt, completion, _ = _case(solved=False)
-    s = score_completion(problem, get_format("sos"), completion, RewardConfig(format_weight=0.1), prompt=prompt)
+    s = score_completion(problem, get_format("sos"), completion, RewardConfig(format_weight=0.1),
+                         prompt=prompt)
     assert s.reward == pytest.approx(0.1)  # valid but unsolved: only the format term
     empty = score_completion(problem, get_format("sos"), "", RewardConfig(format_weight=0.1), prompt=prompt)
     assert empty.valid and empty.reward == 0.0  # no pay for writing nothing (collapse to empty reasoning)
 
 
-def test_budget_length_term_is_sos_rating() -> None:
-    # SoS's rating of a solved trace is 1 - (explored + 1) / 1152; the replay's states_visited is
-    # the same count, so the budget term reproduces the reference file's rating.
-    problem, prompt, completion, rec = _case(solved=True)
-    s = score_completion(problem, get_format("sos"), completion, RewardConfig(length="budget", budget=1152),
-                         prompt=prompt)
-    assert s.solved
-    assert s.reward == pytest.approx(1.0 - (s.states_explored + 1) / 1152)
-    assert 0.0 < s.reward < 1.0
+def test_budget_length_term_reproduces_every_sos_rating() -> None:
+    # SoS rates a trace max(0, 1 - (count("Exploring Operation") + 1) / 1152) when its goal verifies,
+    # else 0. The budget term with budget 1152 must give the reference file's rating for every record.
+    fmt, domain = get_format("sos"), get_domain("countdown")
+    cfg = RewardConfig(length="budget", budget=1152)
+    records = _records()
+    for rec in records:
+        problem = domain.from_instance({"numbers": rec["nums"], "target": rec["target"]})
+        prompt = fmt.prompt(problem)
+        s = score_completion(problem, fmt, rec["search_path"][len(prompt):], cfg, prompt=prompt)
+        assert s.reward == pytest.approx(rec["rating"], abs=1e-12), rec["search_path"][:60]
+        if s.solved:
+            assert s.nodes_generated == rec["search_path"].count("Exploring Operation")
+    assert sum(r["rating"] > 0 for r in records) > 50  # both outcomes were really exercised
 
 
 def test_length_factor_by_hand() -> None:
@@ -113,7 +120,8 @@ def _s(pid: str, text: str, solved: bool, n: int, reward: float | None = None) -
 
 
 SAMPLES = [
-    _s("a", "long", True, 30), _s("a", "short", True, 10), _s("a", "short", True, 10), _s("a", "bad", False, 5),
+    _s("a", "long", True, 30), _s("a", "short", True, 10), _s("a", "short", True, 10),
+    _s("a", "bad", False, 5),
     _s("b", "bad1", False, 3), _s("b", "bad2", False, 4),
     _s("c", "mid", True, 20, reward=0.2), _s("c", "low", True, 25, reward=0.1),
 ]
@@ -125,7 +133,8 @@ TEACHER = {"a": Kept("a", "prompt-a", "teacher-a", "teacher", 15),
 
 def test_select_all_keeps_distinct_correct_samples() -> None:
     kept, stats = select(SAMPLES, StarConfig(keep="all"))
-    assert [(k.problem_id, k.trace) for k in kept] == [("a", "long"), ("a", "short"), ("c", "mid"), ("c", "low")]
+    assert [(k.problem_id, k.trace) for k in kept] == [
+        ("a", "long"), ("a", "short"), ("c", "mid"), ("c", "low")]
     assert stats["problems_with_correct_sample"] == pytest.approx(2 / 3)
 
 

@@ -75,10 +75,6 @@ class CountdownConfig(BaseModel):
         if self.target_min > self.target_max:
             raise ValueError(f"target_min: {self.target_min} is above target_max ({self.target_max}): "
                              "empty target range")
-        n_targets = self.target_max - self.target_min + 1
-        if held_out_count(n_targets, self.held_out_target_fraction) >= n_targets:
-            raise ValueError(f"held_out_target_fraction: {self.held_out_target_fraction} leaves no "
-                             f"training target among {n_targets}")
         return self
 
 

@@ -141,4 +141,5 @@ def summarize(scored: Sequence[Scored]) -> dict[str, float]:
         "trace_tokens_mean": sum(s.n_tokens for s in scored) / n,
         "states_explored_mean": sum(s.states_explored for s in scored) / n,
         "states_explored_solved_mean": sum(s.states_explored for s in solved) / max(1, len(solved)),
+        "nodes_generated_solved_mean": sum(s.nodes_generated for s in solved) / max(1, len(solved)),
     }

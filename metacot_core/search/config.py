@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Algorithm = Literal["bfs", "dfs", "beam", "astar", "mcts"]
+from metacot_core import registry
 
 
 class SearchConfig(BaseModel):
@@ -15,7 +15,9 @@ class SearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    algorithm: Algorithm = Field("dfs", description="bfs, dfs, beam (best-first of width b), astar, mcts")
+    algorithm: str = Field(
+        "dfs", description="bfs, dfs, beam (best-first of width b), astar, mcts, or a registered plugin"
+    )
     heuristic: str = Field("default", description="heuristic name the domain knows (countdown: sum, mult)")
     beam_width: int = Field(1, ge=1, description="beam / best-first width b")
     node_budget: int = Field(10_000, ge=1, description="max nodes expanded before the search gives up")
@@ -29,6 +31,14 @@ class SearchConfig(BaseModel):
     rollouts: int = Field(1, ge=0, description="MCTS random rollouts per expansion")
     rollout_depth: int = Field(50, ge=1, description="MCTS max steps per rollout")
     weight: float = Field(1.0, gt=0.0, description="sampling weight inside a StrategyMix")
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, name: str) -> str:
+        known = registry.names("search")
+        if name not in known:
+            raise ValueError(f"unknown search algorithm {name!r}; known: {', '.join(known)}")
+        return name
 
     @property
     def label(self) -> str:

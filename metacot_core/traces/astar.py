@@ -88,12 +88,15 @@ class AstarFormat:
 
 
 def maze_prompt(problem: Problem) -> str:
-    """Searchformer's prompt: `start x y goal x y wall x y ...` from the canonical instance."""
+    """Searchformer's prompt: `start x y goal x y wall x y ...` from the canonical instance.
+
+    It ends with a newline so that training text is simply prompt + trace, as for every format.
+    """
     inst = problem.to_instance()
     words = ["start", *map(str, inst["start"]), "goal", *map(str, inst["goal"])]
     for x, y in inst["walls"]:
         words += ["wall", str(x), str(y)]
-    return " ".join(words)
+    return " ".join(words) + "\n"
 
 
 def linearize_plan(problem: Problem, result: SearchResult) -> str:

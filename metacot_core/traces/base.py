@@ -8,7 +8,7 @@ traces and model output, so it must never raise: garbage gets a verdict, not an 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from metacot_core.problems.base import Problem
@@ -20,7 +20,7 @@ class TraceParseError(ValueError):
     """Text that does not follow a format's grammar (parse only; replay turns it into a verdict)."""
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a trace is not a valid solved search (None in a Verdict means valid and solved)."""
 
     EMPTY = "empty"

@@ -99,12 +99,13 @@ class MctsFormat:
 
 
 def generic_prompt(problem: Problem) -> str:
-    """`problem key v1 v2 ...` from the canonical instance, nested lists flattened."""
+    """`problem key v1 v2 ...` from the canonical instance, nested lists flattened, ending in a newline
+    so that training text is prompt + trace."""
     words = ["problem"]
     for key, value in problem.to_instance().items():
         words.append(str(key))
         words.extend(_flatten(value))
-    return " ".join(words)
+    return " ".join(words) + "\n"
 
 
 def _flatten(value: Any) -> list[str]:

@@ -1,0 +1,94 @@
+"""The replay judges never raise: any string (empty, binary garbage, truncated or mangled traces)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metacot_core.problems.countdown import CountdownProblem
+from metacot_core.search.beam import beam
+from metacot_core.search.config import SearchConfig
+from metacot_core.search.dfs import dfs
+from metacot_core.traces.base import Reason, Verdict
+from metacot_core.traces.solution import SolutionFormat
+from metacot_core.traces.sos import SosFormat
+
+SOS = SosFormat()
+SOL = SolutionFormat()
+P = CountdownProblem([43, 15, 18, 9], 13)
+TRACES = [
+    SOS.prompt(P) + SOS.linearize(P, dfs(P, SearchConfig(algorithm="dfs", heuristic="sum"))),
+    SOS.prompt(P) + SOS.linearize(P, beam(P, SearchConfig(algorithm="beam", beam_width=3), random.Random(1))),
+    SOL.prompt(P) + SOL.linearize(P, dfs(P, SearchConfig())),
+]
+WORDS = ["Current State: ", "13:[", "Exploring Operation: ", ", Resulting Numbers: [", "Generated Node #",
+         "Moving to Node #", " unequal: No Solution", " equal: Goal Reached", "No solution found.",
+         "Operation: ", ", Operations: [", "'", "]", "\n", ",", "0", "1", "13", "43-15=28", "9", "*", "/",
+         "270", "99999999999999999999999999999999999", "-", "=", " "]
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _judge_all(text: str) -> None:
+    for fmt in (SOS, SOL):
+        verdict = fmt.replay(P, text)
+        assert isinstance(verdict, Verdict)
+        assert verdict.solved is False or verdict.valid  # solved implies valid
+        if verdict.solved:
+            assert P.verify(verdict.solution)
+        assert "internal error" not in verdict.detail, verdict.detail
+
+
+@SETTINGS
+@given(st.text())
+def test_random_text(text):
+    _judge_all(text)
+
+
+@SETTINGS
+@given(st.binary())
+def test_binary_garbage(data):
+    _judge_all(data.decode("latin-1"))
+    assert isinstance(SOS.replay(P, data), Verdict)  # bytes are judged too (decoded), never raise
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(WORDS), max_size=60))
+def test_grammar_soup(words):
+    _judge_all("".join(words))
+
+
+@SETTINGS
+@given(st.sampled_from(TRACES), st.data())
+def test_truncated_traces(trace, data):
+    cut = data.draw(st.integers(0, len(trace)))
+    _judge_all(trace[:cut])
+
+
+@SETTINGS
+@given(st.sampled_from(TRACES), st.data())
+def test_mangled_lines(trace, data):
+    lines = trace.split("\n")
+    i = data.draw(st.integers(0, len(lines) - 1))
+    op = data.draw(st.sampled_from(["drop", "dup", "swap", "edit"]))
+    if op == "drop":
+        del lines[i]
+    elif op == "dup":
+        lines.insert(i, lines[i])
+    elif op == "swap":
+        j = data.draw(st.integers(0, len(lines) - 1))
+        lines[i], lines[j] = lines[j], lines[i]
+    else:
+        k = data.draw(st.integers(0, max(0, len(lines[i]) - 1)))
+        lines[i] = lines[i][:k] + data.draw(st.sampled_from(["7", "", "x", "13"])) + lines[i][k + 1:]
+    _judge_all("\n".join(lines))
+
+
+def test_fixed_garbage():
+    for text in ["", "\x00\x01\xff", "\n" * 1000, "Current State: 13:[", "Moving to Node #" + "0," * 5000 + "0",
+                 "Exploring Operation: 9" * 1000, "Current State: 13:[43, 15, 18, 9], Operations: ['" + "a" * 10_000]:
+        _judge_all(text)
+    assert SOS.replay(P, "").reason == Reason.EMPTY
+    assert SOS.replay(P, None).reason == Reason.UNPARSEABLE  # type: ignore[arg-type]
+    assert SOL.replay(P, b"\xff\xfe").reason == Reason.UNPARSEABLE
