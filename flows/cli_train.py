@@ -17,8 +17,17 @@ import typer
 
 app = typer.Typer(no_args_is_help=True)
 
-SUMMARY_KEYS = ("loss", "val_loss", "final_step", "params", "train_rows", "padding_waste", "final_dir",
-                "mlflow_run_id", "overflow")
+SUMMARY_KEYS = (
+    "loss",
+    "val_loss",
+    "final_step",
+    "params",
+    "train_rows",
+    "padding_waste",
+    "final_dir",
+    "mlflow_run_id",
+    "overflow",
+)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

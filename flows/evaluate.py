@@ -4,8 +4,8 @@ Run it:
     metacot eval --checkpoint runs/sft/final --dataset data_out/countdown-cpu --split val_target
     python -m flows.evaluate configs/countdown/eval-cpu.yaml checkpoint=runs/sft/final dataset=data_out/x
 
-The MLflow run (`evaluate`) is nested under the evaluated model's run when its id is known (the
-`parent_run_id` setting, or a run id recorded in the checkpoint), else under the active pipeline run.
+The MLflow run (`evaluate`) is nested under the active pipeline run, else under the evaluated model's
+run when its id is known (the `parent_run_id` setting, or a run id recorded in the checkpoint).
 It gets the config as params, per-split metrics (`val_target.model.solve_rate`, ...), and the
 per-problem table, summary.json and plots as artifacts under `eval/`.
 """
@@ -13,11 +13,10 @@ per-problem table, summary.json and plots as artifacts under `eval/`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import mlflow
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from prefect import flow
 
 from metacot_core.config import load_config
@@ -66,26 +65,29 @@ def _run_exists(run_id: str) -> bool:
     return True
 
 
-@contextmanager
-def _under_parent(cfg: EvalConfig) -> Iterator[None]:
-    """Make the evaluated model's run active (so the stage run nests under it) when it is known.
+def parent_tags(cfg: EvalConfig) -> dict[str, str]:
+    """Tags that nest the evaluation run under the evaluated model's run, when that run is known.
 
-    An explicit parent_run_id that does not exist is an error; a stale id found in a checkpoint is not.
+    The parent is `parent_run_id`, else a run id recorded in the checkpoint; an active pipeline run
+    takes precedence (stage_run nests under it). An explicit parent_run_id that does not exist is an
+    error; a stale id found in a checkpoint is not. The parent run itself is not touched.
     """
+    if mlflow.active_run() is not None:
+        return {}
     parent = cfg.parent_run_id or (checkpoint_run_id(cfg.checkpoint) if cfg.checkpoint else None)
-    if parent is not None and mlflow.active_run() is None:
-        configure(cfg.experiment)
-        if _run_exists(parent):
-            with mlflow.start_run(run_id=parent):
-                yield
-            return
-        if cfg.parent_run_id:
-            raise ValueError(f"parent_run_id: no MLflow run {parent!r} in this tracking store")
-    yield
+    if parent is None:
+        return {}
+    configure(cfg.experiment)
+    if _run_exists(parent):
+        return {MLFLOW_PARENT_RUN_ID: parent}
+    if cfg.parent_run_id:
+        raise ValueError(f"parent_run_id: no MLflow run {parent!r} in this tracking store")
+    return {}
 
 
 def _tags(cfg: EvalConfig) -> dict[str, str]:
-    return {"stage": STAGE, "checkpoint": str(cfg.checkpoint), "dataset": str(cfg.dataset)}
+    tags = {"stage": STAGE, "checkpoint": str(cfg.checkpoint), "dataset": str(cfg.dataset)}
+    return {**tags, **parent_tags(cfg)}
 
 
 @flow(name=STAGE, log_prints=True)
@@ -95,8 +97,7 @@ def evaluate(config_path: str | None = None, overrides: list[str] | None = None,
     """Evaluate a checkpoint on a dataset's held-out splits; returns the summary."""
     cfg = build_eval_config(config_path, overrides, checkpoint, dataset, splits, parent_run_id)
     check_inputs(cfg)
-    with _under_parent(cfg), stage_run(STAGE, cfg.experiment, params=cfg.model_dump(mode="json"),
-                                       tags=_tags(cfg)) as run:
+    with stage_run(STAGE, cfg.experiment, params=cfg.model_dump(mode="json"), tags=_tags(cfg)) as run:
         loaded = load_checkpoint_task(cfg)
         items = load_items_task(cfg)
         records, summary = evaluate_task(cfg, loaded, items)
@@ -111,8 +112,7 @@ def evaluate_without_prefect(cfg: EvalConfig, track: bool = True) -> dict[str, A
     if not track:
         return run_evaluation(cfg)[1]
     check_inputs(cfg)
-    with _under_parent(cfg), stage_run(STAGE, cfg.experiment, params=cfg.model_dump(mode="json"),
-                                       tags=_tags(cfg)) as run:
+    with stage_run(STAGE, cfg.experiment, params=cfg.model_dump(mode="json"), tags=_tags(cfg)) as run:
         _, summary, paths = run_evaluation(cfg)
         log_evaluation(run.info.run_id, summary, paths)
         summary["mlflow_run_id"] = run.info.run_id

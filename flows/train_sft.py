@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from metacot_core.config import load_config
 from metacot_core.training.config import SFTConfig
@@ -23,7 +24,7 @@ from tasks.sft import run_sft
 STAGE = "train-sft"
 
 
-@task(name="sft")
+@task(name="sft", cache_policy=NO_CACHE)  # a cached result would silently skip training
 def sft_task(cfg: SFTConfig) -> dict[str, Any]:
     return run_sft(cfg)
 
@@ -35,7 +36,9 @@ def train_sft(config_path: str | None = None, overrides: list[str] | None = None
     return sft_task(cfg)
 
 
-def train_sft_without_prefect(config_path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+def train_sft_without_prefect(
+    config_path: str | None = None, overrides: list[str] | None = None
+) -> dict[str, Any]:
     return run_sft(load_config(SFTConfig, config_path, overrides or []))
 
 

@@ -51,8 +51,10 @@ class ModelConfig(BaseModel):
         if self.init_from is None and self.preset not in PRESETS:
             raise ValueError(f"preset: unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
         if self.init_from is None and self.resolved("d_model") % self.resolved("n_head"):
-            raise ValueError(f"n_head: d_model {self.resolved('d_model')} is not divisible by "
-                             f"n_head {self.resolved('n_head')}")
+            raise ValueError(
+                f"n_head: d_model {self.resolved('d_model')} is not divisible by "
+                f"n_head {self.resolved('n_head')}"
+            )
         return self
 
     def resolved(self, name: str) -> Any:
@@ -68,34 +70,66 @@ def hf_config(cfg: ModelConfig, vocab_size: int, bos_id: int, eos_id: int, pad_i
     """The transformers config object for a preset (no network access)."""
     from transformers import GPT2Config, GPTNeoConfig, LlamaConfig
 
-    arch, n_layer, d, heads, ctx = (cfg.resolved(k) for k in ("arch", "n_layer", "d_model", "n_head", "context"))
+    arch, n_layer, d, heads, ctx = (
+        cfg.resolved(k) for k in ("arch", "n_layer", "d_model", "n_head", "context")
+    )
     ids = {"bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": pad_id, "vocab_size": vocab_size}
     if arch == "gpt2":
-        return GPT2Config(n_layer=n_layer, n_embd=d, n_head=heads, n_positions=ctx, resid_pdrop=cfg.dropout,
-                          embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, use_cache=True, **ids)
+        return GPT2Config(
+            n_layer=n_layer,
+            n_embd=d,
+            n_head=heads,
+            n_positions=ctx,
+            resid_pdrop=cfg.dropout,
+            embd_pdrop=cfg.dropout,
+            attn_pdrop=cfg.dropout,
+            use_cache=True,
+            **ids,
+        )
     if arch == "llama":
         inner = int(round(d * 8 / 3 / 64)) * 64 or 64
-        return LlamaConfig(hidden_size=d, intermediate_size=inner, num_hidden_layers=n_layer,
-                           num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=ctx,
-                           attention_dropout=cfg.dropout, tie_word_embeddings=True, **ids)
+        return LlamaConfig(
+            hidden_size=d,
+            intermediate_size=inner,
+            num_hidden_layers=n_layer,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=ctx,
+            attention_dropout=cfg.dropout,
+            tie_word_embeddings=True,
+            **ids,
+        )
     if n_layer % 2:
-        raise ValueError(f"n_layer: GPT-Neo alternates global/local attention, needs an even count, got {n_layer}")
-    return GPTNeoConfig(hidden_size=d, num_layers=n_layer, num_heads=heads, max_position_embeddings=ctx,
-                        attention_types=[[["global", "local"], n_layer // 2]], embed_dropout=cfg.dropout,
-                        resid_dropout=cfg.dropout, attention_dropout=cfg.dropout, **ids)
+        raise ValueError(
+            f"n_layer: GPT-Neo alternates global/local attention, needs an even count, got {n_layer}"
+        )
+    return GPTNeoConfig(
+        hidden_size=d,
+        num_layers=n_layer,
+        num_heads=heads,
+        max_position_embeddings=ctx,
+        attention_types=[[["global", "local"], n_layer // 2]],
+        embed_dropout=cfg.dropout,
+        resid_dropout=cfg.dropout,
+        attention_dropout=cfg.dropout,
+        **ids,
+    )
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, bos_id: int, eos_id: int, pad_id: int,
-                seed: int = 0) -> Any:
+def build_model(
+    cfg: ModelConfig, vocab_size: int, bos_id: int, eos_id: int, pad_id: int, seed: int = 0
+) -> Any:
     """A freshly initialised model (seeded) or the `init_from` checkpoint."""
     from transformers import AutoModelForCausalLM
 
     if cfg.init_from is not None:
         model = load_local_model(cfg.init_from, cfg.attn_implementation)
         if model.get_input_embeddings().num_embeddings < vocab_size:
-            raise ValueError(f"init_from {cfg.init_from}: model vocabulary "
-                             f"({model.get_input_embeddings().num_embeddings}) is smaller than the "
-                             f"tokenizer's ({vocab_size})")
+            raise ValueError(
+                f"init_from {cfg.init_from}: model vocabulary "
+                f"({model.get_input_embeddings().num_embeddings}) is smaller than the "
+                f"tokenizer's ({vocab_size})"
+            )
         return model
     config = hf_config(cfg, vocab_size, bos_id, eos_id, pad_id)
     attn = cfg.attn_implementation or default_attention(cfg.resolved("arch"))
@@ -120,8 +154,13 @@ def load_local_model(path: str | Path, attn_implementation: str | None = None) -
         raise ValueError(f"init_from {path}: not a model directory (needs config.json and *.safetensors)")
     config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     attn = attn_implementation or default_attention(config.model_type)
-    return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False,
-                                                attn_implementation=attn, dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(
+        str(path),
+        local_files_only=True,
+        trust_remote_code=False,
+        attn_implementation=attn,
+        dtype=torch.float32,
+    )
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -31,20 +31,78 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 # text); the others list their keywords so that a vocabulary built before any data exists covers them.
 FORMAT_PHRASES: dict[str, tuple[str, ...]] = {
     "sos": (
-        "Current State: ", "], Operations: [", "Exploring Operation: ", ", Resulting Numbers: [",
-        "Generated Node #", "] Operation: ", "] from Operation: ", "Moving to Node #",
-        " unequal: No Solution", " equal: Goal Reached", "No solution found.",
+        "Current State: ",
+        "], Operations: [",
+        "Exploring Operation: ",
+        ", Resulting Numbers: [",
+        "Generated Node #",
+        "] Operation: ",
+        "] from Operation: ",
+        "Moving to Node #",
+        " unequal: No Solution",
+        " equal: Goal Reached",
+        "No solution found.",
     ),
     "solution": ("Solution: ", "Goal Reached"),
 }
 FORMAT_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "sos": ("Current", "State", "Operations", "Exploring", "Operation", "Resulting", "Numbers",
-            "Generated", "Node", "Moving", "to", "unequal", "equal", "No", "Solution", "Goal",
-            "Reached", "solution", "found", "from"),
-    "astar": ("create", "close", "plan", "start", "goal", "wall", "query", "trace", "bos", "eos",
-              "c", "x", "y", "g", "h"),
-    "mcts": ("select", "expand", "rollout", "backup", "visits", "value", "reward", "node", "action",
-             "goal", "dead", "end", "solution", "step", "sim", "best"),
+    "sos": (
+        "Current",
+        "State",
+        "Operations",
+        "Exploring",
+        "Operation",
+        "Resulting",
+        "Numbers",
+        "Generated",
+        "Node",
+        "Moving",
+        "to",
+        "unequal",
+        "equal",
+        "No",
+        "Solution",
+        "Goal",
+        "Reached",
+        "solution",
+        "found",
+        "from",
+    ),
+    "astar": (
+        "create",
+        "close",
+        "plan",
+        "start",
+        "goal",
+        "wall",
+        "query",
+        "trace",
+        "bos",
+        "eos",
+        "c",
+        "x",
+        "y",
+        "g",
+        "h",
+    ),
+    "mcts": (
+        "select",
+        "expand",
+        "rollout",
+        "backup",
+        "visits",
+        "value",
+        "reward",
+        "node",
+        "action",
+        "goal",
+        "dead",
+        "end",
+        "solution",
+        "step",
+        "sim",
+        "best",
+    ),
     "solution": ("Solution", "Steps", "Goal", "Reached", "plan"),
 }
 # Numbers below this are always in the vocabulary (Countdown operands and targets, grid coordinates).
@@ -105,20 +163,30 @@ def build_tokenizer(texts: Iterable[str], min_frequency: int = 1) -> PreTrainedT
 
 
 def _rust_tokenizer(vocab: dict[str, int], pattern: str) -> Tokenizer:
-    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK, continuing_subword_prefix="",
-                                     max_input_chars_per_word=MAX_PIECE_CHARS))
+    tok = Tokenizer(
+        models.WordPiece(
+            vocab=vocab, unk_token=UNK, continuing_subword_prefix="", max_input_chars_per_word=MAX_PIECE_CHARS
+        )
+    )
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     tok.decoder = decoders.Fuse()
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])])
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
+    )
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     return tok
 
 
 def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        clean_up_tokenization_spaces=False, model_input_names=["input_ids", "attention_mask"])
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        clean_up_tokenization_spaces=False,
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, path: str | Path) -> Path:

@@ -57,16 +57,20 @@ class MlflowStepLogger:
 
 def absolute_paths(cfg: SFTConfig) -> SFTConfig:
     """Paths made absolute, since Ray workers run in another working directory."""
+
     def absolute(p: str | None) -> str | None:
         return None if p is None else str(Path(p).expanduser().resolve())
 
     resume = cfg.resume if cfg.resume in ("auto", "never") else absolute(cfg.resume)
-    return cfg.model_copy(update={
-        "data": cfg.data.model_copy(update={"path": absolute(cfg.data.path)}),
-        "tokenizer": cfg.tokenizer.model_copy(update={"path": absolute(cfg.tokenizer.path)}),
-        "model": cfg.model.model_copy(update={"init_from": absolute(cfg.model.init_from)}),
-        "output_dir": absolute(cfg.output_dir), "resume": resume,
-    })
+    return cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(update={"path": absolute(cfg.data.path)}),
+            "tokenizer": cfg.tokenizer.model_copy(update={"path": absolute(cfg.tokenizer.path)}),
+            "model": cfg.model.model_copy(update={"init_from": absolute(cfg.model.init_from)}),
+            "output_dir": absolute(cfg.output_dir),
+            "resume": resume,
+        }
+    )
 
 
 def worker_loop(config: dict[str, Any]) -> None:
@@ -98,15 +102,26 @@ def run_ray(cfg: SFTConfig, run_id: str | None) -> dict[str, Any]:
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         need = cfg.ray.num_workers * cfg.ray.cpus_per_worker
-        ray.init(address=address, num_cpus=None if address else max(os.cpu_count() or 1, int(need + 0.999)),
-                 include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address=address,
+            num_cpus=None if address else max(os.cpu_count() or 1, int(need + 0.999)),
+            include_dashboard=None,  # default: Train V2 polls the state API, which the dashboard serves
+            log_to_driver=True,
+        )
     threads = cfg.ray.torch_threads or max(1, int(cfg.ray.cpus_per_worker))
     trainer = TorchTrainer(
         worker_loop,
-        train_loop_config={"sft": cfg.model_dump(mode="json"), "run_id": run_id, "threads": threads,
-                           "tracking_uri": tracking.default_tracking_uri()},
-        scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu,
-                                     resources_per_worker={"CPU": cfg.ray.cpus_per_worker}),
+        train_loop_config={
+            "sft": cfg.model_dump(mode="json"),
+            "run_id": run_id,
+            "threads": threads,
+            "tracking_uri": tracking.default_tracking_uri(),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.ray.num_workers,
+            use_gpu=cfg.ray.use_gpu,
+            resources_per_worker={"CPU": cfg.ray.cpus_per_worker},
+        ),
         run_config=RunConfig(name=f"sft-{int(time.time())}", storage_path=str(Path(cfg.output_dir) / "ray")),
     )
     result = trainer.fit()
@@ -136,8 +151,14 @@ def log_inputs(cfg: SFTConfig, data: sft.RunData) -> None:
     stats = {f"data.{split}.{k}": v for split, s in data.overflow.items() for k, v in s.items()}
     stats["data.padding_waste"] = sft.padding_waste(data.train)
     mlflow.log_metrics(stats, step=0)
-    mlflow.log_params({"data.train_rows_hash": data.train_hash, "data.train_rows": data.train_rows,
-                       "tokenizer.vocab_size": len(data.tokenizer), "train.seq_len_resolved": data.seq_len})
+    mlflow.log_params(
+        {
+            "data.train_rows_hash": data.train_hash,
+            "data.train_rows": data.train_rows,
+            "tokenizer.vocab_size": len(data.tokenizer),
+            "train.seq_len_resolved": data.seq_len,
+        }
+    )
     if content_hash:
         mlflow.set_tag("dataset.content_hash", content_hash)
 
@@ -153,19 +174,30 @@ def log_final_model(final_dir: str) -> None:
     # explicit requirements: mlflow's inference imports every optional vision/audio package
     reqs = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
     # our own card: without one, mlflow asks the Hugging Face hub for a card named after the path
-    card = ModelCard("---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n"
-                     "# metacot SFT model\nTrained from scratch on search traces by metacot "
-                     "(see sft_config.json for how).\n")
-    mlflow.transformers.log_model({"model": model, "tokenizer": tokenizer}, name="model",
-                                  task="text-generation", pip_requirements=reqs, model_card=card)
+    card = ModelCard(
+        "---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n"
+        "# metacot SFT model\nTrained from scratch on search traces by metacot "
+        "(see sft_config.json for how).\n"
+    )
+    mlflow.transformers.log_model(
+        {"model": model, "tokenizer": tokenizer},
+        name="model",
+        task="text-generation",
+        pip_requirements=reqs,
+        model_card=card,
+    )
     mlflow.log_artifact(str(Path(final_dir) / "sft_config.json"))
 
 
 def run_sft(cfg: SFTConfig) -> dict[str, Any]:
     """The whole SFT stage; returns the summary (final losses, paths, counts)."""
     cfg, data = sft.prepare_run(absolute_paths(cfg))
-    with tracking.stage_run(cfg.tracking.run_name, cfg.tracking.experiment, params=cfg.model_dump(mode="json"),
-                            tags={"stage": "sft"}) as run:
+    with tracking.stage_run(
+        cfg.tracking.run_name,
+        cfg.tracking.experiment,
+        params=cfg.model_dump(mode="json"),
+        tags={"stage": "sft"},
+    ) as run:
         log_inputs(cfg, data)
         if cfg.ray.enabled:
             summary = run_ray(cfg, run.info.run_id)

@@ -18,8 +18,9 @@ if not SOS_DIR.is_dir():  # CI checkout: the fixture travels with the repo's sha
     SOS_DIR = Path(__file__).resolve().parents[1] / "shared" / "data" / "sos"
 
 
-def sos_rows(file: str, split: str, limit: int | None = None, max_chars: int | None = None,
-             key: str = "search_path") -> list[dict]:
+def sos_rows(
+    file: str, split: str, limit: int | None = None, max_chars: int | None = None, key: str = "search_path"
+) -> list[dict]:
     rows = []
     for i, line in enumerate((SOS_DIR / file).read_text().splitlines()):
         rec = json.loads(line)
@@ -28,13 +29,23 @@ def sos_rows(file: str, split: str, limit: int | None = None, max_chars: int | N
             continue
         head, _, rest = text.partition("\n")
         solved = "Goal Reached" in text
-        rows.append({
-            "problem_id": f"sos-{file.split('.')[0]}-{i}", "domain": "countdown", "split": split,
-            "instance": json.dumps({"numbers": rec["nums"], "target": rec["target"]}),
-            "prompt": head + "\n", "trace": rest, "format": "sos", "algorithm": rec["search_type"],
-            "solved": solved, "solution": list(rec["solution"]), "n_expanded": 0,
-            "n_trace_tokens": len(rest.split()), "seed": 4,
-        })
+        rows.append(
+            {
+                "problem_id": f"sos-{file.split('.')[0]}-{i}",
+                "domain": "countdown",
+                "split": split,
+                "instance": json.dumps({"numbers": rec["nums"], "target": rec["target"]}),
+                "prompt": head + "\n",
+                "trace": rest,
+                "format": "sos",
+                "algorithm": rec["search_type"],
+                "solved": solved,
+                "solution": list(rec["solution"]),
+                "n_expanded": 0,
+                "n_trace_tokens": len(rest.split()),
+                "seed": 4,
+            }
+        )
         if limit is not None and len(rows) >= limit:
             break
     return rows
@@ -47,8 +58,9 @@ def write_split(root: Path, split: str, rows: list[dict]) -> Path:
     return path
 
 
-def tiny_dataset(root: Path, n_train: int = 24, n_val: int = 8, max_chars: int = 1500,
-                 key: str = "search_path") -> Path:
+def tiny_dataset(
+    root: Path, n_train: int = 24, n_val: int = 8, max_chars: int = 1500, key: str = "search_path"
+) -> Path:
     """A few short SoS traces per split (short so a 1M model trains on them in seconds)."""
     write_split(root, "train", sos_rows("train.jsonl", "train", n_train, max_chars, key))
     write_split(root, "val", sos_rows("val.jsonl", "val", n_val, max_chars, key))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from functools import partial
 
 import numpy as np
 import pytest
@@ -217,3 +218,18 @@ def test_other_sizes(count):
     for i in range(20):
         p = DOMAIN.make(cfg, "train", i, 0)
         assert len(p.numbers) == count and p.verify(p.reference_solution())
+
+
+def test_block_drawing_equals_one_index_at_a_time():
+    # make() draws blocks of indices together; each index must still be what its own rng gives.
+    from metacot_core.problems.countdown import _split_accepts, draw_solvable
+
+    cfg = CountdownConfig()
+    for split in ("train", "val_inputs"):
+        targets = DOMAIN.targets_for(cfg, split, 9)
+        for index in (0, 5, 63, 64, 130):
+            rng = random.Random(f"countdown/9/{split}/{index}")
+            target = rng.choice(targets)
+            nums = draw_solvable(rng, target, 4, 1, 99, partial(_split_accepts, split, fraction=0.1, seed=9))
+            fresh = CountdownDomain().make(cfg, split, index, 9)
+            assert (fresh.numbers, fresh.target) == (tuple(nums), target)

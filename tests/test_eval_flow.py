@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.parquet as pq
 import pytest
-from test_eval_generate import tiny_lm
+from test_eval_generate import one_torch_thread, tiny_lm  # noqa: F401 (autouse fixture)
 from typer.testing import CliRunner
 
 from metacot_core.config import load_config
@@ -125,12 +125,14 @@ def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tm
     tracking.configure("metacot")
     with mlflow.start_run(run_name="sft") as parent:
         pass
+    parent_end = mlflow.get_run(parent.info.run_id).info.end_time
     cfg = _cfg(checkpoint, sos_dataset, tmp_path / "out", parent_run_id=parent.info.run_id,
                teacher={"node_budget": 200})
     summary = evaluate_without_prefect(cfg)
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.info.run_name == "evaluate" and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert mlflow.get_run(parent.info.run_id).info.end_time == parent_end  # the parent run is untouched
     assert run.data.params["generation.max_new_tokens"] == "24"
     metrics = run.data.metrics
     assert "val_target.model.solve_rate" in metrics and "val_target.model.pass_at_1" in metrics
@@ -198,6 +200,14 @@ def test_eval_cpu_config_loads():
     assert cfg.teacher.strategies().strategies  # the SoS mix by default
     assert cfg.generation.max_new_tokens >= 256
     assert os.path.basename(cfg.output_dir)
+
+
+def test_cli_unknown_parent_run_is_one_line_error(checkpoint, maze_dataset, tmp_path, tracking_store):
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--checkpoint", str(checkpoint), "--dataset", str(maze_dataset),
+                                      "--no-flow", "--parent-run-id", "nosuchrun", "progress=false"])
+    assert result.exit_code == 1 and "parent_run_id: no MLflow run 'nosuchrun'" in result.output
 
 
 def test_checkpoint_run_id_is_read_from_metadata(tmp_path):

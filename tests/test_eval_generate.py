@@ -19,6 +19,15 @@ from metacot_core.models import ModelConfig, build_model
 from metacot_core.tokenizer import build_tokenizer
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: a second torch thread only spins against other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_lm(texts: list[str], seed: int = 0, d_model: int = 32, n_layer: int = 1):
     """A word-level tokenizer over `texts` and a random 1-layer GPT-2 (tens of K parameters)."""
     tok = build_tokenizer(texts)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metacot_core.evaluation.judge import VALIDATOR_ERROR, drop_partial_line, join_prompt, judge
+from metacot_core.evaluation.judge import VALIDATOR_ERROR, LineShapes, drop_partial_line, join_prompt, judge
 from metacot_core.evaluation.runner import parse_prefix
 from metacot_core.evaluation.teacher import check_tree
 from metacot_core.registry import get_domain, get_format, get_search
@@ -166,31 +166,54 @@ def countdown():
     return problem, fmt, fmt.prompt(problem), fmt.linearize(problem, result)
 
 
-def _first_explore(trace: str) -> str:
-    return next(line for line in trace.splitlines() if line.startswith("Exploring Operation"))
+ROOT_GEN = ("Exploring Operation: 4+6=10, Resulting Numbers: [2, 10]\n"
+            "Generated Node #0,0: 20:[2, 10] Operation: 4+6=10\n")
 
 
-def test_sos_solved_and_classified_errors(countdown):
-    problem, fmt, prompt, trace = countdown
-    assert judge(problem, fmt, trace, prompt=prompt).label == "solved"
-    line = _first_explore(trace)  # e.g. "Exploring Operation: 4+6=10, Resulting Numbers: [2, 10]"
-    op = line.split(": ")[1].split(",")[0]
-    left, result = op.split("=")
-    wrong = trace.replace(line, line.replace(f"={result}", f"={int(result) + 1}", 1), 1)
-    assert judge(problem, fmt, wrong, prompt=prompt).label == "wrong_arithmetic"
-    a = left.replace("+", " ").replace("*", " ").replace("-", " ").replace("/", " ").split()[0]
-    unknown = trace.replace(line, line.replace(f"{a}", "77", 1), 1)
-    j = judge(problem, fmt, unknown, prompt=prompt)
-    assert j.label in {"unknown_number", "wrong_arithmetic"} and not j.valid
-
-
-def test_sos_false_goal_and_give_up(countdown):
+@pytest.mark.parametrize(("text", "label", "step"), [
+    ("Exploring Operation: 4+6=11, Resulting Numbers: [2, 11]\n"
+     "Generated Node #0,0: 20:[2, 11] Operation: 4+6=11\n", "wrong_arithmetic", 1),
+    ("Exploring Operation: 4+7=11, Resulting Numbers: [2, 11]\n"
+     "Generated Node #0,0: 20:[2, 11] Operation: 4+7=11\n", "unknown_number", 1),
+    ("Exploring Operation: 6/4=1, Resulting Numbers: [2, 1]\n"
+     "Generated Node #0,0: 20:[2, 1] Operation: 6/4=1\n", "illegal_step", 1),  # inexact division
+    ("Exploring Operation: 4+6=10, Resulting Numbers: [2, 12]\n"
+     "Generated Node #0,0: 20:[2, 12] Operation: 4+6=10\n", "wrong_state", 1),
+    (ROOT_GEN + "Moving to Node #0,5\n", "bad_jump", 2),
+    (ROOT_GEN + "Moving to Node #0,0\nCurrent State: 20:[2, 10], Operations: ['4+6=10']\n"
+     "Exploring Operation: 10+2=12, Resulting Numbers: [12]\n12,20 equal: Goal Reached\n", "false_goal", 5),
+    (ROOT_GEN + "banana\n", "unparseable", 2),
+    (ROOT_GEN + "No solution found.", "no_goal_claimed", None),
+])
+def test_sos_hand_made_verdict_classes(countdown, text, label, step):
     problem, fmt, prompt, _ = countdown
-    false_goal = "Exploring Operation: 4+6=10, Resulting Numbers: [2, 10]\n10,20 equal: Goal Reached\n"
-    j = judge(problem, fmt, false_goal, prompt=prompt)
-    assert not j.solved and not j.valid
-    give_up = "No solution found."
-    assert judge(problem, fmt, give_up, prompt=prompt).label == "no_goal_claimed"
+    j = judge(problem, fmt, text, prompt=prompt)
+    assert (j.label, j.verdict.step) == (label, step), j.verdict.detail
+    assert not j.solved and j.valid == (label == "no_goal_claimed")
+
+
+def test_sos_teacher_trace_solved_and_truncated(countdown):
+    problem, fmt, prompt, trace = countdown
+    j = judge(problem, fmt, trace, prompt=prompt)
+    assert j.label == "solved" and j.verdict.solution == ["4+6=10", "2*10=20"]
+    cut = trace[: trace.index("Moving to Node #0,1") + 12]  # decoding stopped inside a line
+    j = judge(problem, fmt, cut, truncated=True, prompt=prompt)
+    assert j.label == "ran_out_of_tokens" and j.valid
+
+
+def test_cut_garbage_line_is_not_excused_with_reference_shapes(countdown):
+    problem, fmt, prompt, trace = countdown
+    shapes = LineShapes.from_texts([prompt + trace])
+    assert shapes.could_continue("Exploring Operation: 12+3")
+    assert shapes.could_continue("20,20 equal: Goal Rea")
+    assert not shapes.could_continue("785785785785785785")  # digits longer than any number seen
+    assert not shapes.could_continue("banana")
+    cut = trace[: trace.index("Moving to Node #0,1") + 12]
+    assert judge(problem, fmt, cut, truncated=True, prompt=prompt, shapes=shapes).label == "ran_out_of_tokens"
+    garbage = trace[: trace.index("Moving to Node #0,1")] + "78578578578578578578"
+    j = judge(problem, fmt, garbage, truncated=True, prompt=prompt, shapes=shapes)
+    assert j.label == "unparseable" and not j.valid
+    assert judge(problem, fmt, garbage, truncated=True, prompt=prompt).label == "ran_out_of_tokens"
 
 
 PIECES = list("0123456789,:[]=+-*/# \n'") + [

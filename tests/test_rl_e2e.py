@@ -209,3 +209,37 @@ def test_flow_logs_rl_metrics_and_checkpoint_to_mlflow(tiny: dict[str, Path], tm
         assert key in run.data.metrics, key
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"checkpoint", "rl_summary.json"} <= artifacts
+
+
+@pytest.mark.parametrize("agg", ["sequence", "token"])
+def test_skipping_zero_advantage_rows_leaves_the_update_unchanged(tiny: dict[str, Path], agg: str) -> None:
+    # beta = 0: a zero-advantage row adds nothing to the loss, but still counts in the batch mean;
+    # updating on the informative rows with the whole batch's totals must give the same gradient.
+    # (Compared on gradients: Adam's first step is ~lr x sign(g), which turns float noise in
+    # near-zero components into full-size differences.)
+    from metacot_core.evaluation.generate import Completion
+    from metacot_core.rl.common import load_policy
+    from metacot_core.rl.grpo import _slice, _trim, build_batch, update
+
+    cfg = _cfg(tiny, "grpo", "unused", "grpo.beta=0.0", "train.lr=0.01", f"grpo.loss_agg={agg}",
+               "train.batch_size=2")
+    prompt = "Current State: 12:[15, 30, 6], Operations: []\n"
+    texts = ["Exploring Operation: 30/15=2, Resulting Numbers: [6, 2]\n", "Moving to Node #0,0\n",
+             "Moving to Node #0,1\nCurrent State: 12:[6, 2], Operations: ['30/15=2']\n", "No solution found."]
+    completions = [Completion(t, 0, False, stop="x") for t in texts]
+    full = build_batch(load_policy(tiny["sft"], "cpu")[1], [prompt] * 4, completions, 192)
+    adv = torch.tensor([1.0, 0.0, -1.0, 0.0])
+    grads = []
+    for rows in (None, torch.tensor([0, 2])):
+        model, _ = load_policy(tiny["sft"], "cpu")
+        frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps the gradients, moves nothing
+        if rows is None:
+            metrics = update(model, None, frozen, full, adv, cfg)
+        else:
+            totals = (4, float(full["loss_mask"].sum()))
+            metrics = update(model, None, frozen, _trim(_slice(full, rows)), adv[rows], cfg, totals)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        assert metrics["grad_norm"] > 0
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-7), name

@@ -70,11 +70,13 @@ def test_packed_documents_do_not_attend_to_each_other(rows, tok):
     packed = collate_packed(exs, [[0, 1, 2]], seq_len, tok.pad_token_id)
     with torch.no_grad():
         # use_cache=False matters: with a cache transformers ignores packed position ids (as in training)
-        together = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits[0]
+        together = model(
+            input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False
+        ).logits[0]
         at = 0
         for ex in exs:
             alone = model(input_ids=torch.tensor([ex.input_ids])).logits[0]
-            assert torch.allclose(together[at:at + len(ex)], alone, atol=1e-4)
+            assert torch.allclose(together[at : at + len(ex)], alone, atol=1e-4)
             at += len(ex)
 
 

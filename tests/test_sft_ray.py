@@ -29,9 +29,14 @@ def test_two_cpu_workers_train_and_everything_lands_in_mlflow(tmp_path, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setattr(tracking, "PROJECT_ROOT", tmp_path)
     data = tiny_dataset(tmp_path / "ds", n_train=16, n_val=4, max_chars=1200)
-    cfg = tiny_cfg(data, tmp_path / "run", ["ray.enabled=true", "ray.num_workers=2", "ray.cpus_per_worker=1",
-                                            "tracking.experiment=sft-test"], max_steps=4, eval_every=2,
-                   micro_batch_size=1)
+    cfg = tiny_cfg(
+        data,
+        tmp_path / "run",
+        ["ray.enabled=true", "ray.num_workers=2", "ray.cpus_per_worker=1", "tracking.experiment=sft-test"],
+        max_steps=4,
+        eval_every=2,
+        micro_batch_size=1,
+    )
     tracking.configure("sft-test")
     with mlflow.start_run(run_name="pipeline") as parent:
         summary = run_sft(cfg)
@@ -50,8 +55,9 @@ def test_two_cpu_workers_train_and_everything_lands_in_mlflow(tmp_path, monkeypa
 
     model_uri = f"runs:/{run.info.run_id}/model"
     try:
-        logged = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
-                                             output_format="list")
+        logged = mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+        )
         model_uri = logged[0].model_uri
     except Exception:  # older mlflow: runs:/ URI
         pass

@@ -14,6 +14,7 @@ def _kill_at(step: int):
     def on_metrics(done: int, metrics: dict) -> None:
         if done == step:
             raise sft.StopTraining(f"killed at step {done}")
+
     return on_metrics
 
 
@@ -29,8 +30,9 @@ def test_resume_continues_the_same_loss_curve(data, tmp_path, batching):
     full_cfg, _ = sft.prepare_run(tiny_cfg(data, tmp_path / "full", ["model.dropout=0.1"], **over))
     full = sft.train(full_cfg, progress=False)
 
-    cut_cfg, _ = sft.prepare_run(full_cfg.model_copy(update={"output_dir": str(tmp_path / "cut"),
-                                                             "tokenizer": full_cfg.tokenizer}))
+    cut_cfg, _ = sft.prepare_run(
+        full_cfg.model_copy(update={"output_dir": str(tmp_path / "cut"), "tokenizer": full_cfg.tokenizer})
+    )
     with pytest.raises(sft.StopTraining):
         sft.train(cut_cfg, progress=False, on_metrics=_kill_at(5))  # dies after the step-4 checkpoint
     assert not (tmp_path / "cut" / "final").exists()

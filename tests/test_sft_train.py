@@ -19,11 +19,27 @@ TINY_MODEL = {"n_layer": 1, "d_model": 32, "n_head": 2}
 
 
 def tiny_cfg(data, out, overrides: tuple[str, ...] = (), **train) -> SFTConfig:
-    base = {"max_steps": 6, "seq_len": 256, "micro_batch_size": 2, "eval_every": 3, "checkpoint_every": 3,
-            "warmup_steps": 1, "lr": 3e-3, "eval_batches": 4}
-    return build_config(SFTConfig, {"data": {"path": str(data), "val_split": "val"}, "model": TINY_MODEL,
-                                    "train": {**base, **train}, "ray": {"enabled": False},
-                                    "output_dir": str(out)}, overrides)
+    base = {
+        "max_steps": 6,
+        "seq_len": 256,
+        "micro_batch_size": 2,
+        "eval_every": 3,
+        "checkpoint_every": 3,
+        "warmup_steps": 1,
+        "lr": 3e-3,
+        "eval_batches": 4,
+    }
+    return build_config(
+        SFTConfig,
+        {
+            "data": {"path": str(data), "val_split": "val"},
+            "model": TINY_MODEL,
+            "train": {**base, **train},
+            "ray": {"enabled": False},
+            "output_dir": str(out),
+        },
+        overrides,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +71,10 @@ def test_one_batch_of_two_equals_two_accumulated_batches_of_one(data):
     exs, _ = make_examples(rows, tok, 512, "split")
     cfg = tiny_cfg(data, "unused")
     params = []
-    for micro in ([collate_padded(exs, [0, 1], 0)], [collate_padded(exs, [0], 0), collate_padded(exs, [1], 0)]):
+    for micro in (
+        [collate_padded(exs, [0, 1], 0)],
+        [collate_padded(exs, [0], 0), collate_padded(exs, [1], 0)],
+    ):
         model = build_model(ModelConfig(**TINY_MODEL), len(tok), 1, 2, 0, seed=0)
         opt = sft.make_optimizer(model, cfg, torch.device("cpu"))
         sched = sft.make_scheduler(opt, cfg, 10)

@@ -101,7 +101,8 @@ def _bad(old: str, new: str) -> str:
     ("", Reason.EMPTY),
     ("   \n\n", Reason.EMPTY),
     (_bad("Moving to Node #0,1", "Teleporting to #0,1"), Reason.UNPARSEABLE),
-    (_bad("9+3=12, Resulting Numbers: [4, 12]", "9+3=13, Resulting Numbers: [4, 13]"), Reason.WRONG_ARITHMETIC),
+    (_bad("9+3=12, Resulting Numbers: [4, 12]", "9+3=13, Resulting Numbers: [4, 13]"),
+     Reason.WRONG_ARITHMETIC),
     (_bad("9+3=12, Resulting Numbers: [4, 12]", "9+8=17, Resulting Numbers: [4, 17]"), Reason.UNKNOWN_NUMBER),
     (_bad("9-3=6, Resulting Numbers: [4, 6]", "3-9=6, Resulting Numbers: [4, 6]"), Reason.ILLEGAL_STEP),
     (_bad("Resulting Numbers: [4, 6]", "Resulting Numbers: [4, 7]"), Reason.WRONG_STATE),
@@ -145,7 +146,8 @@ def test_solution_invalid_reason():
     ("Exploring Operation: 9-3=7, Resulting Numbers: [4, 7]\n", Reason.WRONG_ARITHMETIC),
     ("Exploring Operation: 9-2=7, Resulting Numbers: [4, 7]\n", Reason.UNKNOWN_NUMBER),
     ("Exploring Operation: 9-3=6, Resulting Numbers: [4, 7]\n", Reason.WRONG_STATE),
-    ("Exploring Operation: 9-3=6, Resulting Numbers: [4, 6]\nGenerated Node #2: [4, 6] from Operation: 9-3=6\n"
+    ("Exploring Operation: 9-3=6, Resulting Numbers: [4, 6]\n"
+     "Generated Node #2: [4, 6] from Operation: 9-3=6\n"
      "Current State: 24:[4, 6], Operations: ['9-3=6']\nExploring Operation: 4+6=10, Resulting Numbers: [10]\n"
      "10,24 equal: Goal Reached\n", Reason.FALSE_GOAL),
     ("nonsense", Reason.UNPARSEABLE),

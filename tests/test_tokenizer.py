@@ -47,9 +47,30 @@ def test_round_trip_is_exact_on_every_sos_trace_including_unseen_ones(saved):
 
 def test_numbers_are_single_tokens_and_phrases_compress(saved):
     tok = load_tokenizer(saved)
-    pieces = tok.convert_ids_to_tokens(encode(tok, "Generated Node #0,12: 13:[18, 9, 270] Operation: 15*18=270\n"))
-    assert pieces == ["Generated Node #", "0", ",", "12", ": ", "13", ":[", "18", ", ", "9", ", ", "270",
-                      "] Operation: ", "15", "*", "18", "=", "270", "\n"]
+    pieces = tok.convert_ids_to_tokens(
+        encode(tok, "Generated Node #0,12: 13:[18, 9, 270] Operation: 15*18=270\n")
+    )
+    assert pieces == [
+        "Generated Node #",
+        "0",
+        ",",
+        "12",
+        ": ",
+        "13",
+        ":[",
+        "18",
+        ", ",
+        "9",
+        ", ",
+        "270",
+        "] Operation: ",
+        "15",
+        "*",
+        "18",
+        "=",
+        "270",
+        "\n",
+    ]
 
 
 def test_words_and_numbers_never_seen_fall_back_to_known_pieces(saved):

@@ -86,8 +86,10 @@ def test_mangled_lines(trace, data):
 
 
 def test_fixed_garbage():
-    for text in ["", "\x00\x01\xff", "\n" * 1000, "Current State: 13:[", "Moving to Node #" + "0," * 5000 + "0",
-                 "Exploring Operation: 9" * 1000, "Current State: 13:[43, 15, 18, 9], Operations: ['" + "a" * 10_000]:
+    long_id = "Moving to Node #" + "0," * 5000 + "0"
+    huge_ops = "Current State: 13:[43, 15, 18, 9], Operations: ['" + "a" * 10_000
+    for text in ["", "\x00\x01\xff", "\n" * 1000, "Current State: 13:[", long_id,
+                 "Exploring Operation: 9" * 1000, huge_ops]:
         _judge_all(text)
     assert SOS.replay(P, "").reason == Reason.EMPTY
     assert SOS.replay(P, None).reason == Reason.UNPARSEABLE  # type: ignore[arg-type]

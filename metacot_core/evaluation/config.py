@@ -62,7 +62,7 @@ class EvalConfig(BaseModel):
     dataset: str | None = Field(None, description="Parquet dataset directory (canonical columns)")
     splits: list[str] | None = Field(None, description="splits to evaluate; None = every split but train")
     max_problems: int | None = Field(None, ge=1, description="first N problems per split (None = all)")
-    format: str | None = Field(None, description="trace format to judge with; None = the dataset's")
+    format: str | None = Field(None, description="only the dataset's rows of this format (None: all)")
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
     pass_k: list[int] = Field(default_factory=lambda: [1, 5, 10], description="k values for pass@k (k <= n)")

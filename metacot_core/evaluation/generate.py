@@ -19,12 +19,12 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from metacot_core.evaluation.config import GenerationSettings
 
-# Where a trace ends when the model does not emit EOS. A format may declare its own `stop_strings`.
+# Where a trace ends even if the model does not emit EOS (SoS stops at the first goal claim or the
+# give-up line). Formats without an end marker (astar, mcts) rely on EOS; a format may declare its own
+# `stop_strings` attribute instead.
 DEFAULT_STOP_STRINGS: dict[str, list[str]] = {
     "sos": ["Goal Reached", "No solution found."],
-    "astar": ["<eos>"],
-    "mcts": ["<eos>"],
-    "solution": ["<eos>"],
+    "solution": ["Goal Reached"],
 }
 
 
@@ -68,13 +68,16 @@ def resolve_device(name: str) -> torch.device:
 
 def load_checkpoint(path: str | Path, device: str = "auto") -> tuple[Any, Any]:
     """(model, tokenizer) from a local checkpoint directory; never touches a model hub."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from metacot_core.models import is_model_dir, load_local_model
+    from metacot_core.tokenizer import load_tokenizer
 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: checkpoint directory not found")
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    if not is_model_dir(path):
+        raise FileNotFoundError(f"{path}: not a model checkpoint (needs config.json and *.safetensors)")
+    tokenizer = load_tokenizer(path)
+    model = load_local_model(path)
     model.to(resolve_device(device))
     model.eval()
     return model, tokenizer

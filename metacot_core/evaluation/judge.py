@@ -8,15 +8,16 @@ class of its own ("validator_error") instead of crashing an evaluation of thousa
 
 from __future__ import annotations
 
+import re
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from metacot_core.problems.base import Problem
 from metacot_core.traces.base import Reason, Verdict
 
 SOLVED = "solved"
-VALID_UNSOLVED = "valid_unsolved"  # a legal search that gave up before the goal, without claiming one
 VALIDATOR_ERROR = "validator_error"
 INTERNAL_ERROR = "internal error"  # how the built-in formats' replay reports an exception it caught
 
@@ -33,7 +34,6 @@ class Judgement:
     label: str
     truncated: bool = False
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def solved(self) -> bool:
@@ -71,6 +71,43 @@ def join_prompt(prompt: str, text: str) -> str:
     return prompt + text
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def line_shape(line: str) -> str:
+    """A line with every number replaced by "#": the grammar's line kinds, whatever the numbers."""
+    return _DIGITS.sub("#", line.strip())
+
+
+@dataclass(slots=True)
+class LineShapes:
+    """The line shapes of reference traces (the teacher's), to tell a line cut by the token limit from
+    garbage: a cut line is excused only if it could still become a line the format writes."""
+
+    shapes: frozenset[str]
+    max_digits: int
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> LineShapes:
+        shapes: set[str] = set()
+        longest = 1
+        for text in texts:
+            for line in text.splitlines():
+                if line.strip():
+                    shapes.add(line_shape(line))
+                    longest = max([longest, *(len(m) for m in _DIGITS.findall(line))])
+        return cls(frozenset(shapes), longest)
+
+    def could_continue(self, line: str) -> bool:
+        """True when `line` is the start of some reference line shape (numbers no longer than seen)."""
+        if not line.strip():
+            return True
+        if any(len(m) > self.max_digits for m in _DIGITS.findall(line)):
+            return False
+        shape = line_shape(line)
+        return any(s.startswith(shape) for s in self.shapes)
+
+
 def _replay(fmt: Any, problem: Problem, text: str) -> tuple[Verdict | None, str]:
     try:
         verdict = fmt.replay(problem, text)
@@ -102,12 +139,15 @@ def _check_solution(problem: Problem, verdict: Verdict) -> Verdict:
 CUT_SHORT = frozenset({None, Reason.NO_GOAL, Reason.EMPTY, Reason.UNPARSEABLE, Reason.SOLUTION_INVALID})
 
 
-def judge(problem: Problem, fmt: Any, text: str, truncated: bool = False, prompt: str = "") -> Judgement:
+def judge(problem: Problem, fmt: Any, text: str, truncated: bool = False, prompt: str = "",
+          shapes: LineShapes | None = None) -> Judgement:
     """The verdict on one output (`prompt` + `text`, the way training saw it). Never raises.
 
     Truncated output that does not solve the problem as it stands is judged on its complete lines
     (the cut line is not the model's error); if those are legal but unfinished, the class is "ran out
     of tokens". An illegal step before the cut keeps its own class: the model had already gone wrong.
+    With `shapes`, a cut line that could not become any line of the format (an endless run of digits
+    from an untrained model) is not excused: the text is judged as written.
     """
     if not text or not text.strip():
         # Nothing written, so nothing illegal written (a pruned SoS DFS writes nothing either): valid,
@@ -117,7 +157,9 @@ def judge(problem: Problem, fmt: Any, text: str, truncated: bool = False, prompt
     verdict, error = _replay(fmt, problem, join_prompt(prompt, text))
     if verdict is not None:
         verdict = _check_solution(problem, verdict)
-    if truncated and verdict is not None and not verdict.solved:
+    cut = text[text.rfind("\n") + 1:]
+    excused = shapes is None or shapes.could_continue(cut)
+    if truncated and excused and verdict is not None and not verdict.solved:
         verdict, error = _replay(fmt, problem, join_prompt(prompt, drop_partial_line(text)))
         if verdict is not None:
             verdict = _check_solution(problem, verdict)
@@ -132,10 +174,10 @@ def judge(problem: Problem, fmt: Any, text: str, truncated: bool = False, prompt
 
 
 def judge_many(problems: list[Problem], fmt: Any, texts: list[str], truncated: list[bool],
-               prompts: list[str] | None = None) -> list[Judgement]:
+               prompts: list[str] | None = None, shapes: LineShapes | None = None) -> list[Judgement]:
     """judge() over aligned lists (one problem per output; repeat a problem for its samples)."""
     if not (len(problems) == len(texts) == len(truncated)):
         raise ValueError(f"judge_many: {len(problems)} problems, {len(texts)} texts, {len(truncated)} flags")
     prompts = prompts if prompts is not None else [""] * len(texts)
     rows = zip(problems, texts, truncated, prompts, strict=True)
-    return [judge(p, fmt, t, tr, pr) for p, t, tr, pr in rows]
+    return [judge(p, fmt, t, tr, pr, shapes) for p, t, tr, pr in rows]

@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from metacot_core.evaluation.config import EvalConfig
 from metacot_core.evaluation.generate import Completion, default_stop_strings, generate
-from metacot_core.evaluation.judge import Judgement, join_prompt, judge
+from metacot_core.evaluation.judge import Judgement, LineShapes, join_prompt, judge
 from metacot_core.evaluation.metrics import alignment, split_metrics
-from metacot_core.evaluation.teacher import StrategyRun, check_tree, run_strategies
+from metacot_core.evaluation.teacher import check_tree, run_strategies
 from metacot_core.problems.base import Problem
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.events import Event
@@ -52,22 +52,30 @@ def available_splits(dataset: str | Path) -> list[str]:
     return seen
 
 
-def item_from_row(row: dict[str, Any], fmt: str | None = None) -> EvalItem:
+def item_from_row(row: dict[str, Any]) -> EvalItem:
     """An EvalItem from a dataset row (canonical columns); raises ValueError naming the problem."""
     from metacot_core.registry import get_domain
 
-    instance = row["instance"]
-    if isinstance(instance, str):
-        instance = json.loads(instance)
-    problem = get_domain(row["domain"]).from_instance(instance)
-    teacher = {k: row.get(k) for k in ("solved", "n_expanded", "n_trace_tokens", "algorithm", "strategy")}
-    return EvalItem(str(row["problem_id"]), str(row["split"]), str(row["domain"]), fmt or str(row["format"]),
+    try:
+        instance = row["instance"]
+        if isinstance(instance, str):
+            instance = json.loads(instance)
+        problem = get_domain(row["domain"]).from_instance(instance)
+    except ValueError as err:  # json.JSONDecodeError is a ValueError too
+        raise ValueError(f"{row.get('problem_id')}: cannot rebuild the problem ({err})") from None
+    teacher = {k: row.get(k) for k in ("solved", "n_expanded", "n_trace_tokens", "algorithm", "strategy",
+                                       "trace")}
+    return EvalItem(str(row["problem_id"]), str(row["split"]), str(row["domain"]), str(row["format"]),
                     instance, str(row["prompt"]), problem, teacher)
 
 
 def load_items(dataset: str | Path, splits: Sequence[str] | None = None, max_problems: int | None = None,
                fmt: str | None = None) -> list[EvalItem]:
-    """Problems of `splits` (default: every split but train), first `max_problems` of each, one per id."""
+    """Problems of `splits` (default: every split but train), the first `max_problems` of each.
+
+    One item per (problem, format): a dataset with the `solution` control rows next to `sos` rows gives
+    both, unless `fmt` picks one.
+    """
     from metacot_core.data.reader import iter_rows
 
     chosen = list(splits) if splits else [s for s in available_splits(dataset) if s != "train"]
@@ -75,16 +83,21 @@ def load_items(dataset: str | Path, splits: Sequence[str] | None = None, max_pro
         raise ValueError(f"{dataset}: no split to evaluate (only train found; pass --split train to use it)")
     items: list[EvalItem] = []
     for split in chosen:
-        seen: set[str] = set()
-        for row in iter_rows(dataset, split=split):
-            if max_problems is not None and len(seen) >= max_problems:
-                break
-            if row["problem_id"] in seen:
+        seen: set[tuple[str, str]] = set()
+        problems: set[str] = set()
+        for row in iter_rows(dataset, split=split, format=fmt):
+            key = (row["problem_id"], row["format"])
+            if key in seen:
                 continue
-            seen.add(row["problem_id"])
-            items.append(item_from_row(row, fmt))
+            full = max_problems is not None and len(problems) >= max_problems
+            if full and row["problem_id"] not in problems:
+                continue
+            seen.add(key)
+            problems.add(row["problem_id"])
+            items.append(item_from_row(row))
         if not seen:
-            raise ValueError(f"{dataset}: split {split!r} has no rows")
+            where = f" in format {fmt!r}" if fmt else ""
+            raise ValueError(f"{dataset}: split {split!r} has no rows{where}")
     return items
 
 
@@ -177,32 +190,37 @@ def evaluate_items(model: Any, tokenizer: Any, items: Sequence[EvalItem], cfg: E
 
     show = cfg.progress if progress is None else progress
     records: list[dict[str, Any]] = []
+    n = cfg.generation.n_samples
     for fmt_name in sorted({it.format for it in items}):
         group = [it for it in items if it.format == fmt_name]
         fmt = get_format(fmt_name)
         completions = generate(model, tokenizer, [it.prompt for it in group], cfg.generation,
                                stop_strings=default_stop_strings(fmt_name), progress=show)
-        n = cfg.generation.n_samples
+        shapes = LineShapes.from_texts(it.prompt + "\n" + (it.teacher_row.get("trace") or "") for it in group)
         for i, item in enumerate(tqdm(group, desc=f"judge {fmt_name}", unit="problem", disable=not show)):
-            teacher = _teacher_fields(item, cfg) if cfg.teacher.enabled else {}
-            maze = _maze_reference(item, _token_counter(tokenizer)) if _is_maze(item, cfg) else {}
-            for completion in completions[i * n:(i + 1) * n]:
-                verdict = judge(item.problem, fmt, completion.text, completion.truncated, item.prompt)
-                states, illegal = _model_states(item, fmt, completion)
-                record = make_record(item, completion, verdict, illegal)
-                record.update(maze)
-                if teacher:
-                    runs: list[StrategyRun] = teacher["runs"]
-                    record["teacher"] = {r.label: {"solved": r.solved, "n_expanded": r.n_expanded}
-                                         for r in runs}
-                    if cfg.alignment:
-                        record["alignment"] = {r.label: alignment(states, r.states) for r in runs if r.states}
-                records.append(record)
+            records += item_records(item, fmt, completions[i * n:(i + 1) * n], cfg, tokenizer, shapes)
     return records
 
 
-def _teacher_fields(item: EvalItem, cfg: EvalConfig) -> dict[str, Any]:
-    return {"runs": run_strategies(item.problem, cfg.teacher.strategies(), cfg.teacher.seed)}
+def item_records(item: EvalItem, fmt: Any, completions: Sequence[Completion], cfg: EvalConfig,
+                 tokenizer: Any, shapes: LineShapes | None = None) -> list[dict[str, Any]]:
+    """Records of one problem's completions; the teacher strategies and maze references run once."""
+    runs = []
+    if cfg.teacher.enabled:
+        runs = run_strategies(item.problem, cfg.teacher.strategies(), cfg.teacher.seed)
+    maze = _maze_reference(item, _token_counter(tokenizer)) if _is_maze(item, cfg) else {}
+    out = []
+    for completion in completions:
+        verdict = judge(item.problem, fmt, completion.text, completion.truncated, item.prompt, shapes)
+        states, illegal = _model_states(item, fmt, completion)
+        record = make_record(item, completion, verdict, illegal)
+        record.update(maze)
+        if runs:
+            record["teacher"] = {r.label: {"solved": r.solved, "n_expanded": r.n_expanded} for r in runs}
+            if cfg.alignment:
+                record["alignment"] = {r.label: alignment(states, r.states) for r in runs if r.states}
+        out.append(record)
+    return out
 
 
 def _is_maze(item: EvalItem, cfg: EvalConfig) -> bool:
@@ -214,10 +232,11 @@ def _token_counter(tokenizer: Any) -> Callable[[str], int]:
 
 
 def summarize(records: Sequence[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
-    """Per-split metrics plus the settings that produced them."""
+    """Per-split metrics (per split and format when the records hold several) plus the settings."""
+    several = len({rec["format"] for rec in records}) > 1
     splits: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
-        splits.setdefault(rec["split"], []).append(rec)
+        splits.setdefault(f"{rec['split']}/{rec['format']}" if several else rec["split"], []).append(rec)
     return {
         "splits": {
             name: split_metrics(recs, cfg.pass_k, maze=any(r.get("optimal_length") is not None for r in recs))

@@ -1,8 +1,13 @@
-"""The symbolic strategies the model is compared with, run on the evaluated problems.
+"""The symbolic strategies the model is compared with, and the states a trace visits.
 
 Each strategy of the teacher mix (Stream of Search's 12 by default) searches every problem at the same
 node budget; the comparison needs, per problem and strategy, whether it solved the problem, how many
 nodes it expanded, and the set of states it visited (for the SoS state alignment).
+
+States come from events on both sides (the model's parsed trace, the strategy's SearchResult) through
+one key function, rather than from `Verdict.visited`: the strategies have no rendered list, Countdown
+nodes must compare as number multisets (SoS's definition; rendered lists keep the order), and replay
+stops at the first error while SoS's alignment keeps the valid nodes written after it.
 """
 
 from __future__ import annotations

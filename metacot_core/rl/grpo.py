@@ -82,6 +82,12 @@ def _slice(batch: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
     return {k: v[idx] for k, v in batch.items()}
 
 
+def _trim(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop padding columns no row uses (after rows were selected from a wider batch)."""
+    width = int(batch["attention_mask"].sum(dim=1).max())
+    return {k: v[:, : width - 1] if k == "loss_mask" else v[:, :width] for k, v in batch.items()}
+
+
 def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -100,22 +106,25 @@ def problems_for_step(n_total: int, per_step: int, step: int, seed: int) -> list
 
 
 def update(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor],
-           advantages: Tensor, cfg: RLConfig) -> dict[str, float]:
+           advantages: Tensor, cfg: RLConfig, totals: tuple[int, float] | None = None) -> dict[str, float]:
     """updates_per_batch optimizer steps on one rollout batch, in micro-batches of train.batch_size.
 
     Each micro-batch loss is weighted by its share of the batch (sequences or tokens, per loss_agg), so
-    the summed gradient equals the full-batch gradient whatever the micro-batch size.
+    the summed gradient equals the full-batch gradient whatever the micro-batch size. `totals`
+    (sequences, completion tokens) of the whole rollout batch, when rows with zero advantage were left
+    out of `batch`, keeps the mean over the whole batch as the GRPO objective defines it.
     """
     g, t = cfg.grpo, cfg.train
     device = next(policy.parameters()).device
     policy.eval()  # dropout off: old, new and reference log-probs must come from the same function
-    n = batch["input_ids"].shape[0]
-    chunks = [torch.arange(i, min(n, i + t.batch_size)) for i in range(0, n, t.batch_size)]
+    rows = batch["input_ids"].shape[0]
+    chunks = [torch.arange(i, min(rows, i + t.batch_size)) for i in range(0, rows, t.batch_size)]
     with torch.no_grad():
         old = [sequence_logprobs(policy, _to(_slice(batch, c), device))[0] for c in chunks]
         ref = ([sequence_logprobs(reference, _to(_slice(batch, c), device))[0] for c in chunks]
                if reference is not None else [None] * len(chunks))
-    total_tokens = float(batch["loss_mask"].sum().clamp(min=1.0))
+    n, total_tokens = totals if totals is not None else (rows, float(batch["loss_mask"].sum()))
+    total_tokens = max(1.0, total_tokens)
     sums: dict[str, float] = {}
     for _ in range(g.updates_per_batch):
         optimizer.zero_grad(set_to_none=True)
@@ -164,10 +173,11 @@ def grpo_step(policy: Any, reference: Any | None, optimizer: torch.optim.Optimiz
     if not bool(keep.any()):
         metrics["train/skipped"] = 1.0
         return metrics
+    full = build_batch(tokenizer, [prompts[i // g.group_size] for i in range(len(completions))], completions,
+                       cfg.train.max_length)
     idx = keep.nonzero().flatten()
-    batch = build_batch(tokenizer, [prompts[i // g.group_size] for i in idx.tolist()],
-                        [completions[i] for i in idx.tolist()], cfg.train.max_length)
-    train = update(policy, reference, optimizer, batch, advantages[idx], cfg)
+    totals = (len(completions), float(full["loss_mask"].sum()))
+    train = update(policy, reference, optimizer, _trim(_slice(full, idx)), advantages[idx], cfg, totals)
     metrics.update({f"train/{k}": v for k, v in train.items()})
     return metrics
 

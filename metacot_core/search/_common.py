@@ -3,7 +3,7 @@
 Both searches are Stream of Search's (Gandhi et al. 2024), written generically: they only use the
 `Problem` protocol, so a maze or a plugin domain gets them too. Children come in two steps, because a
 search scores every child but writes only a few (beam keeps b of ~20; DFS prunes on a threshold):
-`score(state)` gives one item per child in canonical order with the heuristic first, and
+`score(state, heuristic)` gives one item per child in canonical order with the heuristic first, and
 `make(state, item)` gives `(action text, child state, action, is_goal, is_leaf)` for the ones used.
 A problem may supply both as `scored_children(state, heuristic)` and `make_child(state, item)`
 (Countdown does: it is the hot loop of trace generation); otherwise they are built from
@@ -32,15 +32,14 @@ Made = tuple[str, Any, Any, bool, bool]
 by_h = itemgetter(0)
 
 
-def child_functions(problem: Any, heuristic: str) -> tuple[Callable[[Any], list[Any]],
-                                                          Callable[[Any, Any], Made]]:
-    """(score, make) for `problem`: its fast path when it has one, else the generic protocol."""
+def child_functions(problem: Any) -> tuple[Callable[[Any, str], list[Any]], Callable[[Any, Any], Made]]:
+    """(score(state, heuristic), make(state, item)) for `problem`: its fast path, else the protocol."""
     fast_score = getattr(problem, "scored_children", None)
     fast_make = getattr(problem, "make_child", None)
     if fast_score is not None and fast_make is not None:
-        return (lambda state: fast_score(state, heuristic)), fast_make
+        return fast_score, fast_make
 
-    def score(state: Any) -> list[Any]:
+    def score(state: Any, heuristic: str) -> list[Any]:
         out = []
         for action in problem.actions(state):
             child = problem.apply(state, action)

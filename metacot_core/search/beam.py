@@ -31,7 +31,7 @@ def beam(problem: Any, cfg: SearchConfig, rng: random.Random | None = None) -> S
     shuffle = rng.shuffle
     width = cfg.beam_width
     heuristic = cfg.heuristic
-    score, make = child_functions(problem, heuristic)
+    score, make = child_functions(problem)
     budget = cfg.node_budget
     track = not is_acyclic(problem)
     events: list[Any] = []
@@ -60,7 +60,7 @@ def beam(problem: Any, cfg: SearchConfig, rng: random.Random | None = None) -> S
             emit(Expand(node_id, node.state))
             n_expanded += 1
             state = node.state
-            kids = score(state)
+            kids = score(state, heuristic)
             if track:
                 kids = [c for c in kids if not node.on_path(make(state, c)[1])]
             kids.sort(key=by_h)

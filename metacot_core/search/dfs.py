@@ -30,7 +30,8 @@ _ID, _STATE, _KIDS, _K, _NON_LEAF, _REENTRY = range(6)
 
 def dfs(problem: Any, cfg: SearchConfig, rng: random.Random | None = None) -> SearchResult:
     """SoS's depth-first search; deterministic (`rng` is accepted for the common signature, unused)."""
-    score, make = child_functions(problem, cfg.heuristic)
+    score, make = child_functions(problem)
+    heuristic = cfg.heuristic
     threshold = cfg.prune_threshold
     if threshold is None:
         threshold = getattr(problem, "prune_threshold", None)
@@ -38,7 +39,7 @@ def dfs(problem: Any, cfg: SearchConfig, rng: random.Random | None = None) -> Se
     path: set[Any] | None = None if is_acyclic(problem) else set()
 
     def kept(state: Any) -> list[Any]:
-        items = score(state)
+        items = score(state, heuristic)
         if threshold is not None:
             items = [c for c in items if c[0] <= threshold]
         if path is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from metacot_core.problems.base import Problem, UnsolvableProblemError
@@ -82,7 +83,8 @@ class SolutionFormat:
                            detail=f"internal error: {type(err).__name__}: {err}"[:300])
 
 
-def sos_optimal_path(target: int, numbers: Sequence[int], steps: Sequence[str], duplicate_bug: bool = False) -> str:
+def sos_optimal_path(target: int, numbers: Sequence[int], steps: Sequence[str],
+                     duplicate_bug: bool = False) -> str:
     """SoS's `convert_to_path` text (prompt included) for `steps`; see the module doc for `duplicate_bug`."""
     nums = [int(x) for x in numbers]
     ops: list[str] = []
@@ -148,9 +150,15 @@ def _optimal_maze(problem: Problem, result: SearchResult) -> SearchResult:
     if result.solved and result.algorithm.startswith("astar"):
         return result
     from metacot_core.registry import get_search
+
+    return get_search("astar")(problem, _astar_config(), None)
+
+
+@lru_cache(maxsize=1)
+def _astar_config() -> Any:
     from metacot_core.search.config import SearchConfig
 
-    return get_search("astar")(problem, SearchConfig(algorithm="astar"), None)
+    return SearchConfig(algorithm="astar")
 
 
 def _nums(text: str) -> tuple[int, ...]:
@@ -182,7 +190,7 @@ def _parse_countdown(text: str) -> list[Event]:
         step, nums = m.group(1), _nums(m.group(2))
         ops = ops + (step,)
         nxt = lines[k + 1] if k + 1 < len(lines) else ""
-        if (g := _GOAL.fullmatch(nxt)) is not None:
+        if _GOAL.fullmatch(nxt) is not None:
             node = str(int(parent) + 2 if parent == "0" else int(parent) + 1)
             events.append(Generate(node, parent, step, (nums, ops)))
             events.append(Goal(node, (nums, ops)))
@@ -226,7 +234,8 @@ def _replay_countdown(problem: Problem, text: Any) -> Verdict:
         m = _EXPLORE.fullmatch(lines[k])
         parsed = parse_step(m.group(1)) if m else None
         if m is None or parsed is None:
-            return fail(Reason.UNPARSEABLE, f"expected 'Exploring Operation: a?b=c, ...', got {lines[k][:80]!r}")
+            return fail(Reason.UNPARSEABLE, f"expected 'Exploring Operation: a?b=c, ...', "
+                                            f"got {lines[k][:80]!r}")
         a, op, b, c = parsed
         left = list(nums)
         for x in (a, b):
@@ -255,7 +264,8 @@ def _replay_countdown(problem: Problem, text: Any) -> Verdict:
         if g2 is None or m3 is None:
             if not nxt:
                 break
-            return fail(Reason.UNPARSEABLE, f"expected 'Generated Node' and 'Current State' after {m.group(1)}")
+            return fail(Reason.UNPARSEABLE,
+                        f"expected 'Generated Node' and 'Current State' after {m.group(1)}")
         if Counter(_nums(g2.group(2))) != Counter(nums) or Counter(_nums(m3.group(2))) != Counter(nums):
             return fail(Reason.WRONG_STATE, f"node #{g2.group(1)} does not hold {nums}")
         if g2.group(3) != m.group(1) or int(m3.group(1)) != target:

@@ -88,7 +88,7 @@ class SosFormat:
             kind, g, lineno = lines[k]
             if kind == "state":
                 if pending is None:
-                    raise TraceParseError(f"line {lineno}: 'Current State' without 'Moving to Node' before it")
+                    raise TraceParseError(f"line {lineno}: 'Current State' without 'Moving to Node'")
                 current, pending = pending, None
                 current_ops = _ops_tuple(g[2], lineno)
                 events.append(Expand(current, (_nums(g[1]), current_ops)))
@@ -134,23 +134,38 @@ class SosFormat:
 # --- writing ------------------------------------------------------------------------------------
 
 def render_events(events: Sequence[Event], target: int, start: int = 0) -> str:
-    """SoS lines for events[start:] (the hot path of trace generation: plain f-strings, no lookups)."""
+    """SoS lines for events[start:] (the hot path of trace generation).
+
+    A list is written up to three times (explored, generated, current state) and DFS writes the same
+    parent state again between siblings (the same Expand object), so both renderings are memoized.
+    """
     out: list[str] = []
     add = out.append
     n = len(events)
     ending = "\n"
+    lists: dict[tuple[int, ...], str] = {}
+    states: dict[int, str] = {}
     for i in range(start, n):
         ev = events[i]
         cls = type(ev)
         if cls is Generate:
-            nums = str(list(ev.state[0]))
+            key = ev.state[0]
+            nums = lists.get(key)
+            if nums is None:
+                nums = lists[key] = str(list(key))
             add(f"Exploring Operation: {ev.action}, Resulting Numbers: {nums}")
             nxt = events[i + 1] if i + 1 < n else None
             if nxt is None or nxt.node != ev.node or (type(nxt) is not DeadEnd and type(nxt) is not Goal):
                 add(f"Generated Node #{ev.node}: {target}:{nums} Operation: {ev.action}")
         elif cls is Expand:
-            nums, ops = ev.state
-            add(f"Current State: {target}:{list(nums)}, Operations: {list(ops)}")
+            line = states.get(id(ev))
+            if line is None:
+                key, ops = ev.state
+                nums = lists.get(key)
+                if nums is None:
+                    nums = lists[key] = str(list(key))
+                line = states[id(ev)] = f"Current State: {target}:{nums}, Operations: {list(ops)}"
+            add(line)
         elif cls is Backtrack:
             add(f"Moving to Node #{ev.node}")
         elif cls is DeadEnd:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,7 @@ def iter_sos_records(path: str | Path) -> Iterator[dict[str, Any]]:
             return
         if not head:
             return
-        first = head + fh.readline()
-        for lineno, line in enumerate([first], start=1):
-            yield _record(line, path, lineno)
+        yield _record(head + fh.readline(), path, 1)
         for lineno, line in enumerate(fh, start=2):
             if line.strip():
                 yield _record(line, path, lineno)
@@ -109,10 +108,16 @@ def search_config_for(record: dict[str, Any]) -> SearchConfig:
     if heuristic not in ("sum", "mult"):
         raise ValueError(f"heuristic: unknown SoS heuristic {record.get('heuristic')!r}")
     if stype == "dfs":
-        return SearchConfig(algorithm="dfs", heuristic=heuristic)
+        return _config("dfs", heuristic, 1)
     if stype.startswith("bfs_") and stype[4:].isdigit() and int(stype[4:]) >= 1:
-        return SearchConfig(algorithm="beam", heuristic=heuristic, beam_width=int(stype[4:]))
+        return _config("beam", heuristic, int(stype[4:]))
     raise ValueError(f"search_type: unknown SoS search type {stype!r} (expected dfs or bfs_<b>)")
+
+
+@lru_cache(maxsize=64)
+def _config(algorithm: str, heuristic: str, width: int) -> SearchConfig:
+    """Shared configs: building a SearchConfig looks up the search registry (plugin entry points)."""
+    return SearchConfig(algorithm=algorithm, heuristic=heuristic, beam_width=width)
 
 
 def sos_record_to_row(record: dict[str, Any], split: str, index: int, seed: int) -> dict[str, Any]:
@@ -214,12 +219,11 @@ def sos_reference_run(seed: int = 0, num_samples: int = 1000, val_samples: int =
             heuristic = rng.choice(("sum", "mult"))
             problem = CountdownProblem(nums, target)
             if rng.choice(("dfs", "bfs")) == "dfs":
-                result = dfs(problem, SearchConfig(algorithm="dfs", heuristic=heuristic), rng)
+                result = dfs(problem, _config("dfs", heuristic, 1), rng)
                 search_type = "dfs"
             else:
                 width = rng.choice((1, 2, 3, 4, 5))
-                cfg = SearchConfig(algorithm="beam", heuristic=heuristic, beam_width=width)
-                result = beam(problem, cfg, rng)
+                result = beam(problem, _config("beam", heuristic, width), rng)
                 search_type = f"bfs_{width}"
             path = fmt.prompt(problem) + fmt.linearize(problem, result)
             if split == "train":

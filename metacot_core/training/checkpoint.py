@@ -53,8 +53,10 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    found = [
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
@@ -70,9 +72,18 @@ def save_model_dir(path: Path, model: torch.nn.Module, tokenizer: Any, config: d
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
-def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, tokenizer: Any,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, data_position: dict[str, int],
-                    config: dict[str, Any], keep: int | None = None, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    root: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    data_position: dict[str, int],
+    config: dict[str, Any],
+    keep: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write checkpoint `step` atomically; prune to the `keep` newest. Refuses to overwrite."""
     final = checkpoint_dir(root, step)
     if final.exists():
@@ -81,8 +92,14 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, tokeniz
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_model_dir(tmp, model, tokenizer, config)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng": rng_state(), "data_position": dict(data_position), **(extra or {})}
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "data_position": dict(data_position),
+        **(extra or {}),
+    }
     torch.save(state, tmp / STATE_FILE)
     os.replace(tmp, final)
     if keep is not None:
@@ -131,5 +148,6 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], fields: tup
     for name in fields:
         old, new = _get(saved, name), _get(current, name)
         if old != new:
-            raise CheckpointError(f"cannot resume: {name} was {json.dumps(old)} in the checkpoint, "
-                                  f"now {json.dumps(new)}")
+            raise CheckpointError(
+                f"cannot resume: {name} was {json.dumps(old)} in the checkpoint, now {json.dumps(new)}"
+            )

@@ -31,7 +31,9 @@ class DataConfig(BaseModel):
 class TokenizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(None, description="saved tokenizer folder; None: build one from the training text")
+    path: str | None = Field(
+        None, description="saved tokenizer folder; None: build one from the training text"
+    )
     min_frequency: int = Field(1, ge=1, description="when building: keep pre-tokens seen this often")
 
 
@@ -44,7 +46,9 @@ class TrainConfig(BaseModel):
     micro_batch_size: int = Field(8, ge=1, description="rows per micro-batch (bucket: same token budget)")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (per worker)")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; None: from epochs")
-    epochs: float | None = Field(None, gt=0, description="passes over the training data when max_steps is None")
+    epochs: float | None = Field(
+        None, gt=0, description="passes over the training data when max_steps is None"
+    )
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
     warmup_steps: int = Field(20, ge=0, description="linear warmup steps")
@@ -53,9 +57,13 @@ class TrainConfig(BaseModel):
     beta2: float = Field(0.95, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0, description="clip the global grad norm (None: no clipping)")
     seed: int = Field(0, description="model init, data order and dropout")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on GPU, fp32 on CPU"
+    )
     eval_every: int = Field(50, ge=1, description="validation loss every N steps (and at the end)")
-    eval_batches: int | None = Field(20, ge=1, description="validation micro-batches per evaluation (None: all)")
+    eval_batches: int | None = Field(
+        20, ge=1, description="validation micro-batches per evaluation (None: all)"
+    )
     checkpoint_every: int = Field(100, ge=1, description="save a resumable checkpoint every N steps")
     keep_checkpoints: int = Field(2, ge=1, description="most recent checkpoints kept")
     log_every: int = Field(1, ge=1, description="log step metrics every N steps")
@@ -75,7 +83,9 @@ class RayConfig(BaseModel):
     num_workers: int = Field(1, ge=1, description="DDP workers (gloo on CPU, NCCL on GPU)")
     use_gpu: bool = Field(False, description="one GPU per worker")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per worker")
-    torch_threads: int | None = Field(None, ge=1, description="torch threads per worker (None: cpus_per_worker)")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads per worker (None: cpus_per_worker)"
+    )
 
 
 class TrackingConfig(BaseModel):
@@ -98,8 +108,11 @@ class SFTConfig(BaseModel):
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output_dir: str = Field("runs/sft", description="checkpoints, tokenizer and the final model go here")
-    resume: str = Field("auto", description="auto: continue from the last checkpoint in output_dir; "
-                                            "never: refuse an output_dir with checkpoints; or a checkpoint path")
+    resume: str = Field(
+        "auto",
+        description="auto: continue from the last checkpoint in output_dir; "
+        "never: refuse an output_dir with checkpoints; or a checkpoint path",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> SFTConfig:
@@ -112,7 +125,17 @@ class SFTConfig(BaseModel):
 # Fields that must match between a checkpoint and the run resuming from it (the rest may change,
 # e.g. max_steps to train longer, eval_every, logging).
 RESUME_MUST_MATCH = (
-    "data.path", "data.train_split", "data.solved", "data.formats", "data.max_rows",
-    "model", "train.seq_len", "train.overflow", "train.batching", "train.micro_batch_size",
-    "train.grad_accum", "train.seed", "ray.num_workers",
+    "data.path",
+    "data.train_split",
+    "data.solved",
+    "data.formats",
+    "data.max_rows",
+    "model",
+    "train.seq_len",
+    "train.overflow",
+    "train.batching",
+    "train.micro_batch_size",
+    "train.grad_accum",
+    "train.seed",
+    "ray.num_workers",
 )

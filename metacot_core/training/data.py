@@ -40,18 +40,26 @@ class DataError(ValueError):
 
 # ---------------------------------------------------------------------------------------------- rows
 
+
 def split_files(root: str | Path, split: str) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     files = sorted(p for p in (root / split).glob("*.parquet") if not p.name.startswith("."))
     if not files:
-        raise DataError(f"{root}: no Parquet files for split {split!r} (expected {root}/{split}/part-*.parquet)")
+        raise DataError(
+            f"{root}: no Parquet files for split {split!r} (expected {root}/{split}/part-*.parquet)"
+        )
     return files
 
 
-def read_rows(root: str | Path, split: str, solved: bool | None = None, formats: Sequence[str] | None = None,
-              max_rows: int | None = None) -> list[dict[str, str]]:
+def read_rows(
+    root: str | Path,
+    split: str,
+    solved: bool | None = None,
+    formats: Sequence[str] | None = None,
+    max_rows: int | None = None,
+) -> list[dict[str, str]]:
     """problem_id, prompt and trace of every row of `split` that passes the filters, in file order."""
     files = split_files(root, split)
     dataset = ds.dataset([str(p) for p in files], format="parquet")
@@ -85,6 +93,7 @@ def rows_hash(rows: Sequence[dict[str, str]]) -> str:
 
 
 # --------------------------------------------------------------------------------------- sequences
+
 
 @dataclass(slots=True)
 class Example:
@@ -125,8 +134,9 @@ def to_example(ids: list[int], n_masked: int) -> Example:
     return Example(ids[:-1], targets)
 
 
-def make_examples(rows: Sequence[dict[str, str]], tokenizer: Any, seq_len: int,
-                  overflow: str) -> tuple[list[Example], OverflowStats]:
+def make_examples(
+    rows: Sequence[dict[str, str]], tokenizer: Any, seq_len: int, overflow: str
+) -> tuple[list[Example], OverflowStats]:
     """Encode rows and apply the overflow policy; raises DataError when a prompt cannot fit."""
     stats = OverflowStats()
     out: list[Example] = []
@@ -134,8 +144,10 @@ def make_examples(rows: Sequence[dict[str, str]], tokenizer: Any, seq_len: int,
         stats.rows += 1
         ids, n_masked = encode_row(tokenizer, row["prompt"], row["trace"])
         if n_masked >= seq_len:
-            raise DataError(f"row {row['problem_id']}: prompt is {n_masked} tokens with <bos>, the context "
-                            f"(seq_len {seq_len}) leaves no room for the trace")
+            raise DataError(
+                f"row {row['problem_id']}: prompt is {n_masked} tokens with <bos>, the context "
+                f"(seq_len {seq_len}) leaves no room for the trace"
+            )
         ex = to_example(ids, n_masked)
         if len(ex) <= seq_len:
             stats.fit += 1
@@ -152,17 +164,22 @@ def make_examples(rows: Sequence[dict[str, str]], tokenizer: Any, seq_len: int,
         elif overflow == "split":
             stats.split_rows += 1
             for start in range(0, len(ex), seq_len):
-                out.append(Example(ex.input_ids[start:start + seq_len], ex.targets[start:start + seq_len]))
+                out.append(
+                    Example(ex.input_ids[start : start + seq_len], ex.targets[start : start + seq_len])
+                )
                 stats.extra_pieces += start > 0
         else:
             raise DataError(f"overflow: unknown policy {overflow!r} (truncate, split, drop)")
     if not out:
-        raise DataError(f"no training sequences left: all {stats.rows} rows are longer than seq_len {seq_len} "
-                        f"and overflow is {overflow!r}")
+        raise DataError(
+            f"no training sequences left: all {stats.rows} rows are longer than seq_len {seq_len} "
+            f"and overflow is {overflow!r}"
+        )
     return out, stats
 
 
 # ----------------------------------------------------------------------------------------- batching
+
 
 def pack_rows(lengths: Sequence[int], seq_len: int) -> list[list[int]]:
     """Best-fit-decreasing: example indices per row of capacity seq_len (deterministic)."""
@@ -183,8 +200,9 @@ def pack_rows(lengths: Sequence[int], seq_len: int) -> list[list[int]]:
     return bins
 
 
-def bucket_batches(lengths: Sequence[int], token_budget: int, rng: random.Random,
-                   window: int = 64) -> list[list[int]]:
+def bucket_batches(
+    lengths: Sequence[int], token_budget: int, rng: random.Random, window: int = 64
+) -> list[list[int]]:
     """Shuffle, sort each window of ~window batches by length, cut batches under rows x max_len <=
     token_budget, shuffle the batches. Randomness stays (window), padding mostly goes."""
     order = list(range(len(lengths)))
@@ -192,7 +210,7 @@ def bucket_batches(lengths: Sequence[int], token_budget: int, rng: random.Random
     per_window = max(1, window * max(1, token_budget // max(1, max(lengths))))
     batches: list[list[int]] = []
     for w in range(0, len(order), per_window):
-        chunk = sorted(order[w:w + per_window], key=lambda i: lengths[i])
+        chunk = sorted(order[w : w + per_window], key=lambda i: lengths[i])
         current: list[int] = []
         longest = 0
         for i in chunk:
@@ -218,12 +236,18 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         pos = None if self.position_ids is None else self.position_ids.to(device, non_blocking=True)
-        return Batch(self.input_ids.to(device, non_blocking=True), self.targets.to(device, non_blocking=True),
-                     pos, self.n_tokens, self.n_targets)
+        return Batch(
+            self.input_ids.to(device, non_blocking=True),
+            self.targets.to(device, non_blocking=True),
+            pos,
+            self.n_tokens,
+            self.n_targets,
+        )
 
 
-def collate_packed(examples: Sequence[Example], rows: Sequence[Sequence[int]], seq_len: int,
-                   pad_id: int) -> Batch:
+def collate_packed(
+    examples: Sequence[Example], rows: Sequence[Sequence[int]], seq_len: int, pad_id: int
+) -> Batch:
     """Rows of packed examples, [len(rows), seq_len]; positions restart per example and for the pad tail."""
     ids = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
     tgt = torch.full((len(rows), seq_len), IGNORE, dtype=torch.long)
@@ -234,9 +258,9 @@ def collate_packed(examples: Sequence[Example], rows: Sequence[Sequence[int]], s
         for i in row:
             ex = examples[i]
             n = len(ex)
-            ids[r, at:at + n] = torch.tensor(ex.input_ids)
-            tgt[r, at:at + n] = torch.tensor(ex.targets)
-            pos[r, at:at + n] = torch.arange(n)
+            ids[r, at : at + n] = torch.tensor(ex.input_ids)
+            tgt[r, at : at + n] = torch.tensor(ex.targets)
+            pos[r, at : at + n] = torch.arange(n)
             at += n
         n_tok += at
         pos[r, at:] = torch.arange(seq_len - at)
@@ -251,8 +275,8 @@ def collate_padded(examples: Sequence[Example], members: Sequence[int], pad_id: 
     n_tok = 0
     for r, i in enumerate(members):
         ex = examples[i]
-        ids[r, :len(ex)] = torch.tensor(ex.input_ids)
-        tgt[r, :len(ex)] = torch.tensor(ex.targets)
+        ids[r, : len(ex)] = torch.tensor(ex.input_ids)
+        tgt[r, : len(ex)] = torch.tensor(ex.targets)
         n_tok += len(ex)
     return Batch(ids, tgt, None, n_tok, int((tgt != IGNORE).sum()))
 
@@ -284,7 +308,7 @@ class BatchPlan:
                 self._packed = pack_rows(lengths, self.seq_len)
             rows = list(self._packed)
             rng.shuffle(rows)
-            return [rows[i:i + self.micro_batch_size] for i in range(0, len(rows), self.micro_batch_size)]
+            return [rows[i : i + self.micro_batch_size] for i in range(0, len(rows), self.micro_batch_size)]
         return bucket_batches(lengths, self.micro_batch_size * self.seq_len, rng)
 
     def epoch(self, epoch: int) -> list[list[Any]]:
@@ -293,9 +317,11 @@ class BatchPlan:
             batches = self._global_epoch(epoch)
             per_rank = len(batches) // self.world
             if per_rank == 0:
-                raise DataError(f"{len(batches)} micro-batches per epoch cannot feed {self.world} workers; "
-                                "use more data or a smaller micro_batch_size")
-            self._epochs[epoch] = batches[self.rank::self.world][:per_rank]
+                raise DataError(
+                    f"{len(batches)} micro-batches per epoch cannot feed {self.world} workers; "
+                    "use more data or a smaller micro_batch_size"
+                )
+            self._epochs[epoch] = batches[self.rank :: self.world][:per_rank]
             for old in sorted(k for k in self._epochs if k != epoch)[:-2]:
                 self._epochs.pop(old)
         return self._epochs[epoch]

@@ -30,8 +30,16 @@ from metacot_core.models import build_model, count_parameters, load_local_model
 from metacot_core.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from metacot_core.training import checkpoint as ckpt
 from metacot_core.training.config import RESUME_MUST_MATCH, SFTConfig
-from metacot_core.training.data import IGNORE, Batch, BatchPlan, DataError, make_examples, padding_waste, \
-    read_rows, rows_hash
+from metacot_core.training.data import (
+    IGNORE,
+    Batch,
+    BatchPlan,
+    DataError,
+    make_examples,
+    padding_waste,
+    read_rows,
+    rows_hash,
+)
 
 MetricsFn = Callable[[int, dict[str, float]], None]
 
@@ -42,10 +50,15 @@ class StopTraining(Exception):
 
 # ------------------------------------------------------------------------------------------ set-up
 
+
 def output_paths(cfg: SFTConfig) -> dict[str, Path]:
     root = Path(cfg.output_dir)
-    return {"root": root, "checkpoints": root / "checkpoints", "tokenizer": root / "tokenizer",
-            "final": root / "final"}
+    return {
+        "root": root,
+        "checkpoints": root / "checkpoints",
+        "tokenizer": root / "tokenizer",
+        "final": root / "final",
+    }
 
 
 def find_resume(cfg: SFTConfig) -> Path | None:
@@ -54,8 +67,10 @@ def find_resume(cfg: SFTConfig) -> Path | None:
     latest = ckpt.latest_checkpoint(paths["checkpoints"])
     if cfg.resume == "never":
         if latest is not None:
-            raise ckpt.CheckpointError(f"{cfg.output_dir}: already holds checkpoints (newest {latest.name}) and "
-                                       "resume=never; choose a new output_dir or resume=auto")
+            raise ckpt.CheckpointError(
+                f"{cfg.output_dir}: already holds checkpoints (newest {latest.name}) and "
+                "resume=never; choose a new output_dir or resume=auto"
+            )
         return None
     if cfg.resume == "auto":
         return latest
@@ -63,9 +78,15 @@ def find_resume(cfg: SFTConfig) -> Path | None:
     if not path.is_dir():
         raise ckpt.CheckpointError(f"resume: {path} is not a checkpoint folder")
     step = ckpt.load_state(path)["step"]
-    if latest is not None and int(latest.name[len(ckpt.PREFIX):]) > step and latest.resolve() != path.resolve():
-        raise ckpt.CheckpointError(f"resume: {cfg.output_dir} already has a newer checkpoint ({latest.name}) that "
-                                   "resuming from an older one would overwrite; use a new output_dir")
+    if (
+        latest is not None
+        and int(latest.name[len(ckpt.PREFIX) :]) > step
+        and latest.resolve() != path.resolve()
+    ):
+        raise ckpt.CheckpointError(
+            f"resume: {cfg.output_dir} already has a newer checkpoint ({latest.name}) that "
+            "resuming from an older one would overwrite; use a new output_dir"
+        )
     return path
 
 
@@ -128,7 +149,9 @@ def load_data(cfg: SFTConfig, rank: int = 0, world: int = 1, tokenizer: Any = No
     seq_len = seq_len_of(cfg)
     t = cfg.train
     examples, stats = make_examples(rows, tokenizer, seq_len, t.overflow)
-    plan = BatchPlan(examples, seq_len, t.micro_batch_size, t.batching, tokenizer.pad_token_id, t.seed, rank, world)
+    plan = BatchPlan(
+        examples, seq_len, t.micro_batch_size, t.batching, tokenizer.pad_token_id, t.seed, rank, world
+    )
     overflow = {"train": stats.to_dict()}
     val = None
     if d.val_split is not None:
@@ -144,13 +167,16 @@ def prepare_run(cfg: SFTConfig) -> tuple[SFTConfig, RunData]:
     """Driver-side checks and set-up; returns the config the workers get (tokenizer path filled in)."""
     paths = output_paths(cfg)
     if paths["final"].exists():
-        raise ckpt.CheckpointError(f"{paths['final']}: this output_dir already holds a finished run; "
-                                   "choose a new output_dir")
+        raise ckpt.CheckpointError(
+            f"{paths['final']}: this output_dir already holds a finished run; choose a new output_dir"
+        )
     resume = find_resume(cfg)
     if cfg.model.init_from is not None and resume is None:
         load_local_model_check(cfg.model.init_from)
     data = load_data(cfg)
-    cfg = cfg.model_copy(update={"tokenizer": cfg.tokenizer.model_copy(update={"path": str(data.tokenizer_path)})})
+    cfg = cfg.model_copy(
+        update={"tokenizer": cfg.tokenizer.model_copy(update={"path": str(data.tokenizer_path)})}
+    )
     if resume is not None:
         check_resume(resume, cfg, data.tokenizer)
     return cfg, data
@@ -170,7 +196,9 @@ def check_resume(path: Path, cfg: SFTConfig, tokenizer: Any) -> dict[str, Any]:
     ckpt.check_compatible(saved, config_dict(cfg), RESUME_MUST_MATCH)
     state = ckpt.load_state(path)
     if state.get("tokenizer_hash") not in (None, tokenizer_hash(tokenizer)):
-        raise ckpt.CheckpointError(f"cannot resume from {path}: it was trained with a different tokenizer vocabulary")
+        raise ckpt.CheckpointError(
+            f"cannot resume from {path}: it was trained with a different tokenizer vocabulary"
+        )
     return state
 
 
@@ -179,6 +207,7 @@ def config_dict(cfg: SFTConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- optimisation pieces
+
 
 def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (biases, norms and 1-d params are not decayed)."""
@@ -201,9 +230,13 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: SFTConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: SFTConfig, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     t = cfg.train
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps, total, t.min_lr_ratio))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, t.warmup_steps, total, t.min_lr_ratio)
+    )
 
 
 def total_steps(cfg: SFTConfig, plan: BatchPlan) -> int:
@@ -225,8 +258,9 @@ def loss_sum(model: torch.nn.Module, batch: Batch, precision: str) -> torch.Tens
     device = batch.input_ids.device
     with autocast_for(device, precision):
         logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits
-    return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE,
-                           reduction="sum")
+    return F.cross_entropy(
+        logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE, reduction="sum"
+    )
 
 
 def all_sum(values: list[float], device: torch.device) -> list[float]:
@@ -238,8 +272,14 @@ def all_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-               micro_batches: list[Batch], cfg: SFTConfig, device: torch.device) -> dict[str, float]:
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    micro_batches: list[Batch],
+    cfg: SFTConfig,
+    device: torch.device,
+) -> dict[str, float]:
     """One optimizer step over `micro_batches`; the loss is per target token of the global batch."""
     local_targets = sum(b.n_targets for b in micro_batches)
     local_tokens = sum(b.n_tokens for b in micro_batches)
@@ -260,19 +300,30 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     (loss_total,) = all_sum([float(total)], device)
-    return {"loss": loss_total / max(1.0, global_targets), "lr": lr, "grad_norm": float(grad_norm),
-            "tokens": global_tokens, "target_tokens": global_targets}
+    return {
+        "loss": loss_total / max(1.0, global_targets),
+        "lr": lr,
+        "grad_norm": float(grad_norm),
+        "tokens": global_tokens,
+        "target_tokens": global_targets,
+    }
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, plan: BatchPlan, cfg: SFTConfig, device: torch.device,
-             rank: int = 0, world: int = 1) -> float:
+def evaluate(
+    model: torch.nn.Module,
+    plan: BatchPlan,
+    cfg: SFTConfig,
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+) -> float:
     """Mean loss per target token over the validation micro-batches (sharded over workers)."""
     was_training = model.training
     model.eval()
     specs = plan.epoch(0)
     if cfg.train.eval_batches is not None:
-        specs = specs[:cfg.train.eval_batches]
+        specs = specs[: cfg.train.eval_batches]
     loss, n = 0.0, 0.0
     for spec in specs[rank::world]:
         batch = plan.collate(spec).to(device)
@@ -284,6 +335,7 @@ def evaluate(model: torch.nn.Module, plan: BatchPlan, cfg: SFTConfig, device: to
 
 
 # ----------------------------------------------------------------------------------------- the loop
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -300,14 +352,21 @@ def build_or_resume(cfg: SFTConfig, data: RunData, resume: Path | None, device: 
     if resume is not None:
         model = load_local_model(resume, cfg.model.attn_implementation)
     else:
-        model = build_model(cfg.model, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id,
-                            seed=cfg.train.seed)
+        model = build_model(
+            cfg.model, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, seed=cfg.train.seed
+        )
     return model.to(device)
 
 
-def train(cfg: SFTConfig, rank: int = 0, world: int = 1, device: torch.device | None = None,
-          on_metrics: MetricsFn | None = None, on_checkpoint: Callable[[int, Path], None] | None = None,
-          progress: bool = True) -> dict[str, Any]:
+def train(
+    cfg: SFTConfig,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device | None = None,
+    on_metrics: MetricsFn | None = None,
+    on_checkpoint: Callable[[int, Path], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train per `cfg` on this worker; returns a summary (metrics on every rank, paths on rank 0).
 
     Call after `prepare_run` (which fills `cfg.tokenizer.path`). `on_metrics(step, metrics)` is called
@@ -335,9 +394,17 @@ def train(cfg: SFTConfig, rank: int = 0, world: int = 1, device: torch.device | 
         ckpt.set_rng_state(state["rng"])
         start = int(state["step"])
     summary: dict[str, Any] = {
-        "params": n_params, "world_size": world, "seq_len": data.seq_len, "max_steps": steps, "start_step": start,
-        "train_rows": data.train_rows, "train_hash": data.train_hash, "overflow": data.overflow,
-        "padding_waste": padding_waste(data.train), "vocab_size": len(data.tokenizer), "history": [],
+        "params": n_params,
+        "world_size": world,
+        "seq_len": data.seq_len,
+        "max_steps": steps,
+        "start_step": start,
+        "train_rows": data.train_rows,
+        "train_hash": data.train_hash,
+        "overflow": data.overflow,
+        "padding_waste": padding_waste(data.train),
+        "vocab_size": len(data.tokenizer),
+        "history": [],
     }
     stream = data.train.iterate(start * cfg.train.grad_accum)
     bar = _progress(progress and rank == 0, start, steps)
@@ -352,7 +419,9 @@ def train(cfg: SFTConfig, rank: int = 0, world: int = 1, device: torch.device | 
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - began
-            metrics.update(epoch=float(pairs[-1][0]), step_time=elapsed, tokens_per_sec=metrics["tokens"] / elapsed)
+            metrics.update(
+                epoch=float(pairs[-1][0]), step_time=elapsed, tokens_per_sec=metrics["tokens"] / elapsed
+            )
             done = step + 1
             if data.val is not None and (done % t.eval_every == 0 or done == steps):
                 val_loss = evaluate(model, data.val, cfg, device, rank, world)
@@ -362,28 +431,57 @@ def train(cfg: SFTConfig, rank: int = 0, world: int = 1, device: torch.device | 
                 _save(cfg, paths, done, model, data, optimizer, scheduler, rank, on_checkpoint)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", **({"val": f"{val_loss:.4f}"} if val_loss else {}))
+                bar.set_postfix(
+                    loss=f"{metrics['loss']:.4f}", **({"val": f"{val_loss:.4f}"} if val_loss else {})
+                )
             if rank == 0 and on_metrics is not None and (done % t.log_every == 0 or "val_loss" in metrics):
                 on_metrics(done, metrics)
     finally:
         if bar is not None:
             bar.close()
-    summary.update(final_step=steps, val_loss=val_loss, loss=summary["history"][-1]["loss"] if summary["history"] else None)
+    hist = summary["history"]
+    timed = hist[2:] or hist  # the first steps pay for allocation and warm-up
+    seconds = sum(h["step_time"] for h in timed)
+    summary.update(
+        final_step=steps,
+        val_loss=val_loss,
+        loss=hist[-1]["loss"] if hist else None,
+        tokens_per_sec=sum(h["tokens"] for h in timed) / seconds if seconds else None,
+    )
     if rank == 0:
-        summary["final_dir"] = str(ckpt.save_final(paths["final"], unwrap(model), data.tokenizer, config_dict(cfg)))
+        summary["final_dir"] = str(
+            ckpt.save_final(paths["final"], unwrap(model), data.tokenizer, config_dict(cfg))
+        )
     _barrier()
     return summary
 
 
-def _save(cfg: SFTConfig, paths: dict[str, Path], step: int, model: torch.nn.Module, data: RunData,
-          optimizer: torch.optim.Optimizer, scheduler: Any, rank: int,
-          on_checkpoint: Callable[[int, Path], None] | None) -> None:
+def _save(
+    cfg: SFTConfig,
+    paths: dict[str, Path],
+    step: int,
+    model: torch.nn.Module,
+    data: RunData,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rank: int,
+    on_checkpoint: Callable[[int, Path], None] | None,
+) -> None:
     if rank == 0:
         position = {"micro_batch": step * cfg.train.grad_accum}
         position["epoch"], position["index_in_epoch"] = data.train.locate(position["micro_batch"])
-        path = ckpt.save_checkpoint(paths["checkpoints"], step, unwrap(model), data.tokenizer, optimizer, scheduler,
-                                    position, config_dict(cfg), keep=cfg.train.keep_checkpoints,
-                                    extra={"tokenizer_hash": tokenizer_hash(data.tokenizer)})
+        path = ckpt.save_checkpoint(
+            paths["checkpoints"],
+            step,
+            unwrap(model),
+            data.tokenizer,
+            optimizer,
+            scheduler,
+            position,
+            config_dict(cfg),
+            keep=cfg.train.keep_checkpoints,
+            extra={"tokenizer_hash": tokenizer_hash(data.tokenizer)},
+        )
         if on_checkpoint is not None:
             on_checkpoint(step, path)
     _barrier()
@@ -402,5 +500,14 @@ def _progress(enabled: bool, start: int, total: int) -> Any:
     return tqdm(total=total, initial=start, desc="sft", unit="step", dynamic_ncols=True)
 
 
-__all__ = ["DataError", "StopTraining", "evaluate", "lr_factor", "make_optimizer", "make_scheduler",
-           "prepare_run", "train", "train_step"]
+__all__ = [
+    "DataError",
+    "StopTraining",
+    "evaluate",
+    "lr_factor",
+    "make_optimizer",
+    "make_scheduler",
+    "prepare_run",
+    "train",
+    "train_step",
+]

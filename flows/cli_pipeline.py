@@ -1,0 +1,102 @@
+"""Experiment commands of `metacot`, top-level: `run` (the whole pipeline), `sweep`, `serve`.
+
+    metacot run --config configs/countdown/pipeline-cpu.yaml [sft.train.max_steps=100 rl.enabled=false]
+    metacot sweep --config configs/countdown/sweep-cpu.yaml
+    metacot serve [--port 4200]       # Prefect server + deployments; Ctrl-C stops both
+
+A config that fails validation, or an MLflow server that does not answer, prints one line naming the
+problem and exits with status 1 before Prefect or Ray start. `--mlflow-fallback` logs to the embedded
+SQLite store when the server in MLFLOW_TRACKING_URI is down (only when asked).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="experiment YAML (pipeline config)")]
+OverridesArg = Annotated[list[str] | None,
+                         typer.Argument(help="key.sub=value overrides, e.g. sft.train.lr=1e-3")]
+FallbackOpt = Annotated[bool, typer.Option("--mlflow-fallback",
+                                           help="log to the local SQLite store if the MLflow server is down")]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from flows.pipeline import TrackingUnreachable
+    from metacot_core.config import ConfigError
+    from metacot_core.data.schema import DatasetError
+    from metacot_core.training.checkpoint import CheckpointError
+    from metacot_core.training.data import DataError
+
+    return (ConfigError, DataError, DatasetError, CheckpointError, TrackingUnreachable, FileNotFoundError,
+            ValueError)
+
+
+def _fail(err: BaseException) -> None:
+    typer.echo(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command("run")
+def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: FallbackOpt = False) -> None:
+    """Run an experiment end to end (generate -> SFT -> RL -> evaluate) as one Prefect flow; finished
+    stages are reused and an interrupted run resumes where it stopped."""
+    from flows.pipeline import check_tracking
+    from metacot_core.pipeline_config import load_pipeline
+
+    try:
+        load_pipeline(config, overrides or [])  # fail fast, before Prefect starts
+        check_tracking(mlflow_fallback)
+        from flows.pipeline import pipeline
+
+        results = pipeline(str(config), overrides or [], mlflow_fallback)
+    except _user_errors() as err:
+        _fail(err)
+    typer.echo(json.dumps({"headline": results["headline"], "mlflow": results["mlflow"]}, indent=2))
+
+
+@app.command("sweep")
+def sweep(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: FallbackOpt = False) -> None:
+    """Ray Tune sweep over the config's `sweep.space` with ASHA early stopping; writes best-config.yaml."""
+    from metacot_core.pipeline_config import load_pipeline
+
+    try:
+        pipe = load_pipeline(config, overrides or [])
+        if pipe.config.sweep is None:
+            raise ValueError(f"{config}: no `sweep:` block (search space) in this config")
+        from flows.sweep import run_sweep
+
+        result: dict[str, Any] = run_sweep(str(config), overrides or [], mlflow_fallback)
+    except _user_errors() as err:
+        _fail(err)
+    typer.echo(json.dumps(result, indent=2, default=str))
+    typer.echo(f"best config: {result['best_config']}  (metacot run --config {result['best_config']})")
+
+
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="Prefect API and UI port")] = 4200,
+    host: Annotated[str, typer.Option(help="interface; the default keeps it on this machine")] = "127.0.0.1",
+    home: Annotated[Path | None, typer.Option(help="PREFECT_HOME (SQLite database inside)")] = None,
+    deployment: Annotated[list[str] | None, typer.Option(help="serve only these (repeatable)")] = None,
+    limit: Annotated[int, typer.Option(help="flow runs at once (0: no limit)")] = 1,
+    no_ui: Annotated[bool, typer.Option("--no-ui", help="API only")] = False,
+) -> None:
+    """Start a local Prefect server (SQLite) and serve the metacot deployments until Ctrl-C."""
+    from flows.serve import DEFAULT_HOME, run_all
+
+    try:
+        code = run_all(home or DEFAULT_HOME, host, port, not no_ui, deployment or None, limit or None,
+                       echo=typer.echo)
+    except (RuntimeError, TimeoutError, ValueError) as err:
+        _fail(err)
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()
