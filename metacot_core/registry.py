@@ -7,6 +7,7 @@ Plugins add their own through the entry-point groups `metacot.domains`, `metacot
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
@@ -60,10 +61,16 @@ def _lookup(kind: str, name: str) -> Any:
     return obj
 
 
+@functools.cache
+def _plugin_names(kind: str) -> frozenset[str]:
+    """Entry-point names of `kind`, read once: scanning package metadata costs milliseconds, and
+    `names` runs on every config validation."""
+    return frozenset(ep.name for ep in entry_points(group=f"metacot.{kind}"))
+
+
 def names(kind: str) -> list[str]:
     """Every registered name of `kind` ("domains", "search", "formats")."""
-    plugins = {ep.name for ep in entry_points(group=f"metacot.{kind}")}
-    return sorted(set(_BUILTIN[kind]) | set(_EXTRA[kind]) | plugins)
+    return sorted(set(_BUILTIN[kind]) | set(_EXTRA[kind]) | _plugin_names(kind))
 
 
 def get_domain(name: str) -> Any:
