@@ -20,8 +20,8 @@ typo in any arm fails before the first arm starts. The experiment owns three pip
 (`<experiment name>-<arm>[-<grid point>]`), `experiment` (the MLflow experiment) and `output_root`
 (`<output_dir>/<name>/arms`); arms and grid keys may not set them.
 
-Order of overrides inside an arm: the experiment's `overrides`, the arm's, the grid point's, then the
-command line's, then the three owned fields. Command-line overrides whose first key is an experiment
+Order of overrides inside an arm: the experiment's `overrides`, the SFT run name
+(`sft-<pipeline name>`), the arm's, the grid point's, the command line's, then the three owned fields. Command-line overrides whose first key is an experiment
 field (`name`, `experiment`, `output_dir`, `base`, `description`) change the experiment itself.
 """
 
@@ -197,7 +197,8 @@ def arm_overrides(cfg: ExperimentConfig, arm: str, label: str, grid: dict[str, A
     """The pipeline overrides that make one arm at one grid point (see the module docstring)."""
     owned = [f"name={cfg.name}-{label}", f"experiment={cfg.experiment}",
              f"output_root={Path(cfg.output_dir) / cfg.name / 'arms'}"]
-    return [*cfg.overrides, *cfg.arms[arm], *trial_overrides(grid), *cli, *owned]
+    run_name = f"sft.tracking.run_name=sft-{cfg.name}-{label}"  # the SFT run's name in MLflow
+    return [*cfg.overrides, run_name, *cfg.arms[arm], *trial_overrides(grid), *cli, *owned]
 
 
 def resolve_experiment(cfg: ExperimentConfig, cli_overrides: Sequence[str] = ()) -> ResolvedExperiment:

@@ -88,8 +88,9 @@ def test_import_rows(records):
         row = sos_record_to_row(rec, split, index, seed=4)
         assert row["prompt"] + row["trace"] == rec["search_path"]
         assert row["format"] == "sos" and row["domain"] == "countdown" and row["seed"] == 4
-        assert row["algorithm"] in {"dfs-sum", "dfs-mult"} | {f"beam{b}-{h}" for b in range(1, 6)
-                                                           for h in ("sum", "mult")}
+        assert row["strategy"] in {"dfs-sum", "dfs-mult"} | {f"beam{b}-{h}" for b in range(1, 6)
+                                                            for h in ("sum", "mult")}
+        assert row["algorithm"] == row["strategy"].split("-")[0].rstrip("12345")
         assert row["solved"] == (rec["rating"] > 0) and row["valid"]
         assert json.loads(row["instance"]) == {"numbers": rec["nums"], "target": rec["target"]}
         if row["solved"]:

@@ -94,3 +94,16 @@ def test_fixed_garbage():
     assert SOS.replay(P, "").reason == Reason.EMPTY
     assert SOS.replay(P, None).reason == Reason.UNPARSEABLE  # type: ignore[arg-type]
     assert SOL.replay(P, b"\xff\xfe").reason == Reason.UNPARSEABLE
+
+
+def test_garbage_after_a_dangling_operation_is_unparseable_but_a_clean_cut_is_not():
+    """A model that stops mid-search (out of tokens) wrote a valid unfinished search; one that goes on
+    with text outside the grammar did not, even when the last parsed line is an operation."""
+    problem = CountdownProblem([38, 29, 40], 27)
+    fmt = SosFormat()
+    step = "Exploring Operation: 38+29=67, Resulting Numbers: [40, 67]\n"
+    clean = fmt.replay(problem, fmt.prompt(problem) + step)
+    assert clean.valid and clean.reason == Reason.NO_GOAL
+    garbage = fmt.replay(problem, fmt.prompt(problem) + step + "blah blah")
+    assert not garbage.valid and garbage.reason == Reason.UNPARSEABLE
+    assert "blah blah" in garbage.detail

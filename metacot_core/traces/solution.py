@@ -78,6 +78,8 @@ class SolutionFormat:
 
                 return replay_plan(problem, text)
             return _replay_countdown(problem, text)
+        except TraceParseError as err:
+            return Verdict(valid=False, solved=False, reason=Reason.UNPARSEABLE, detail=str(err)[:300])
         except Exception as err:  # noqa: BLE001 - the judge must answer on any input
             return Verdict(valid=False, solved=False, reason=Reason.UNPARSEABLE,
                            detail=f"internal error: {type(err).__name__}: {err}"[:300])

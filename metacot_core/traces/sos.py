@@ -259,6 +259,7 @@ class _SosReplay:
         self.pending: str | None = None
         self.non_leaf: dict[str, int] = {}
         self.n_events = 1
+        self.tail_error: str | None = None  # the first line that follows no rule, if any
 
     def verdict(self, valid: bool, solved: bool, reason: Reason | None, detail: str = "",
                 step: int | None = None, solution: list[str] | None = None) -> Verdict:
@@ -274,6 +275,7 @@ class _SosReplay:
         if not text.strip():
             return self.verdict(False, False, Reason.EMPTY, "empty trace")
         lines, error = _tokenize(text)
+        self.tail_error = error
         if lines and lines[0][0] == "state" and lines[0][1][2] == "":
             bad = self._prompt(lines[0])
             if bad is not None:
@@ -308,6 +310,13 @@ class _SosReplay:
         if error is not None:
             return self.verdict(False, False, Reason.UNPARSEABLE, error, step=self.n_events)
         return self.verdict(True, False, Reason.NO_GOAL, "no goal reached")
+
+    def _dangling(self) -> Verdict:
+        """The last parsed line is 'Exploring Operation': a clean end of text (ran out of tokens) is a
+        valid unfinished search, but text that continues with garbage is not."""
+        if self.tail_error is not None:
+            raise _Failed(Reason.UNPARSEABLE, self.tail_error)
+        return self.verdict(True, False, Reason.NO_GOAL, "trace ends after 'Exploring Operation'")
 
     def _prompt(self, line: Line) -> str | None:
         _, g, lineno = line
@@ -369,14 +378,14 @@ class _SosReplay:
         self.n_events += 1
         if len(result) > 1:
             if nxt is None:
-                return self.verdict(True, False, Reason.NO_GOAL, "trace ends after 'Exploring Operation'")
+                return self._dangling()
             if nxt[0] != "generated":
                 raise _Failed(Reason.UNPARSEABLE, f"line {nxt[2]}: expected 'Generated Node' after "
                               "'Exploring Operation' with several numbers left")
             self._generated(node, state, nxt)
             return None
         if nxt is None:
-            return self.verdict(True, False, Reason.NO_GOAL, "trace ends after 'Exploring Operation'")
+            return self._dangling()
         if nxt[0] not in ("leaf", "goal"):
             raise _Failed(Reason.UNPARSEABLE, f"line {nxt[2]}: expected 'equal'/'unequal' after an "
                           "operation that leaves one number")

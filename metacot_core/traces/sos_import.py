@@ -123,7 +123,8 @@ def _config(algorithm: str, heuristic: str, width: int) -> SearchConfig:
 def sos_record_to_row(record: dict[str, Any], split: str, index: int, seed: int) -> dict[str, Any]:
     """The canonical dataset row for one SoS record (extra columns: SoS's own fields and the verdict).
 
-    `algorithm` and `strategy` are both SearchConfig.label ("dfs-sum", "beam3-mult"); `n_expanded`
+    `algorithm` is the search ("dfs", "beam") and `strategy` its SearchConfig.label ("dfs-sum",
+    "beam3-mult"), as in generated datasets, so cards and filters treat both alike; `n_expanded`
     counts the states the trace expands (what our searches report); `n_trace_tokens` uses the dataset
     schema's word-level count.
     """
@@ -145,7 +146,7 @@ def sos_record_to_row(record: dict[str, Any], split: str, index: int, seed: int)
         "prompt": prompt,
         "trace": trace,
         "format": "sos",
-        "algorithm": cfg.label,
+        "algorithm": cfg.algorithm,
         "solved": verdict.solved,
         "solution": list(verdict.solution or []) if verdict.solved else [],
         "n_expanded": verdict.states_visited,

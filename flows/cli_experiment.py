@@ -1,0 +1,63 @@
+"""`metacot experiment`: run every arm of an experiment config and write its results table.
+
+    metacot experiment configs/countdown/sos-vs-solution-cpu.yaml
+    metacot experiment configs/countdown/crossover-cpu.yaml --only search sft.train.max_steps=50
+    metacot experiment configs/maze/astar-vs-solution-cpu.yaml --dry-run      # resolve and list the arms
+
+Overrides go to every arm's pipeline (`sft.train.max_steps=50`), except those whose first key is an
+experiment field (`name=`, `experiment=`, `output_dir=`, `base=`). Every arm is resolved before
+anything runs: a bad key in any arm prints one line naming the arm and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli_pipeline import FallbackOpt, OverridesArg, _fail, _user_errors
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """Experiment commands (flows/cli.py mounts them at the top level: `metacot experiment`)."""
+
+ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML (configs/<problem>/<experiment>.yaml)")]
+OnlyOpt = Annotated[list[str] | None, typer.Option(
+    "--only", help="run only this arm (an arm name, or <arm>-<grid point>); repeatable")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="resolve every arm, list them, run nothing")]
+
+
+@app.command("experiment")
+def experiment(config: ConfigArg, overrides: OverridesArg = None, only: OnlyOpt = None,
+               dry_run: DryRunOpt = False, mlflow_fallback: FallbackOpt = False) -> None:
+    """Run the arms of an experiment (each a pipeline: generate -> SFT -> RL -> evaluate, finished
+    stages reused), then write results.md, results.parquet and plots, and log them to MLflow."""
+    from metacot_core.experiment_config import load_experiment
+
+    try:
+        exp = load_experiment(config, overrides or [])  # every arm, before Prefect starts
+        selected = exp.select(only)
+        if dry_run:
+            for arm in selected:
+                pipe = arm.pipeline
+                typer.echo(f"{arm.label}: pipeline {pipe.config.name} ({' -> '.join(pipe.stages())}), "
+                           f"config hash {pipe.key}, folder {pipe.root}")
+            return
+        from flows.pipeline import check_tracking
+
+        check_tracking(mlflow_fallback)
+        from flows.experiment import experiment as experiment_flow
+
+        result = experiment_flow(str(config), overrides or [], only or None, mlflow_fallback)
+    except _user_errors() as err:
+        _fail(err)
+    typer.echo(json.dumps({"outputs": result["outputs"], "mlflow": result["mlflow"]}, indent=2))
+
+
+if __name__ == "__main__":
+    app()
