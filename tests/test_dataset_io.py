@@ -7,6 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metacot_core.data.card import build_card, read_card, write_card
 from metacot_core.data.reader import (
@@ -208,3 +210,13 @@ def test_extra_column_appearing_late_is_refused(tmp_path):
     with pytest.raises(DatasetError, match="column\\(s\\) late appeared after the first row group"):
         write_rows(tmp_path, rows, row_group_size=2)
     assert not list(tmp_path.rglob("*.parquet*"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("Current State: 13:[43, 15], Operations: ['4-1=3']\n#_\t\x1f")
+                                         + ["é", "٣", "\u2003"]), max_size=200))
+def test_fast_token_count_equals_the_regex_count(text):
+    """The byte-class count is an optimisation of the regex; both must give the same length statistic."""
+    from metacot_core.data.schema import _TOKEN_RE
+
+    assert count_trace_tokens(text) == len(_TOKEN_RE.findall(text))

