@@ -6,6 +6,7 @@ import typer
 
 from flows.cli_data import app as data_app
 from flows.cli_eval import app as eval_app
+from flows.cli_experiment import app as experiment_app
 from flows.cli_ops import app as ops_app
 from flows.cli_pipeline import app as pipeline_app
 from flows.cli_train import app as train_app
@@ -13,8 +14,8 @@ from flows.cli_train import app as train_app
 app = typer.Typer(help="metacot: search traces, SFT, RL and evaluation of transformers that search.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(train_app, name="train", help="Train a model (sft, rl).")
-# data, eval, ops and pipeline commands are top-level (`metacot generate`, `metacot eval`).
-for sub in (data_app, eval_app, ops_app, pipeline_app):
+# data, eval, ops, pipeline and experiment commands are top-level (`metacot generate`, `metacot eval`).
+for sub in (data_app, eval_app, ops_app, pipeline_app, experiment_app):
     for command in sub.registered_commands:
         app.registered_commands.append(command)
 

@@ -47,6 +47,7 @@ from tasks import tracking
 FLOW_NAME = "metacot-experiment"
 STATE_NAME = "experiment-state.json"
 SHARED_STAGES = ("generate", "sft", "rl")
+STAGE_OUTPUT = {"generate": CARD_NAME, "sft": "final", "rl": "."}
 ROW_METRICS = ("solve_rate", "ci_low", "ci_high", "validity_rate")
 
 
@@ -60,8 +61,7 @@ def stage_dir(pipe: ResolvedPipeline, stage: str) -> Path:
 def stage_done(pipe: ResolvedPipeline, stage: str) -> dict[str, Any] | None:
     """The stage's state entry when the pipeline finished it and its output is still there."""
     entry = PipelineState(pipe.state_path, pipe.key).finished(stage, pipe.hashes[stage])
-    output = {"generate": stage_dir(pipe, "generate") / CARD_NAME, "sft": stage_dir(pipe, "sft") / "final",
-              "rl": stage_dir(pipe, "rl")}[stage]
+    output = stage_dir(pipe, stage) / STAGE_OUTPUT[stage]  # what run_pipeline checks before reusing
     return entry if entry is not None and output.exists() else None
 
 

@@ -49,6 +49,8 @@ DEPLOYMENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
                                {"config_path": "configs/countdown/rl-star-cpu.yaml"}),
     "evaluate/countdown-cpu": ("flows.evaluate", "evaluate",
                                {"config_path": "configs/countdown/eval-cpu.yaml"}),
+    "metacot-experiment/sos-vs-solution-cpu": ("flows.experiment", "experiment",
+                                               {"config_path": "configs/countdown/sos-vs-solution-cpu.yaml"}),
 }
 
 

@@ -21,8 +21,9 @@ typo in any arm fails before the first arm starts. The experiment owns three pip
 (`<output_dir>/<name>/arms`); arms and grid keys may not set them.
 
 Order of overrides inside an arm: the experiment's `overrides`, the SFT run name
-(`sft-<pipeline name>`), the arm's, the grid point's, the command line's, then the three owned fields. Command-line overrides whose first key is an experiment
-field (`name`, `experiment`, `output_dir`, `base`, `description`) change the experiment itself.
+(`sft-<pipeline name>`), the arm's, the grid point's, the command line's, then the three owned fields.
+Command-line overrides whose first key is an experiment field (`name`, `experiment`, `output_dir`,
+`base`, `description`, or a whole `grid={...}` / `arms={...}`) change the experiment itself.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
 # Pipeline fields the experiment sets for every arm (an arm setting them would be silently overwritten).
 OWNED = ("name", "experiment", "output_root")
 # Command-line overrides with these first keys change the experiment, not the arms.
-EXPERIMENT_KEYS = ("name", "experiment", "output_dir", "base", "description")
+EXPERIMENT_KEYS = ("name", "experiment", "output_dir", "base", "description", "grid", "arms")
 
 
 class ExperimentConfig(BaseModel):
@@ -137,8 +138,10 @@ def _value_slug(value: Any) -> str:
 
 
 def grid_slug(values: dict[str, Any]) -> str:
-    """A folder-safe name of a grid point: `max_steps100-num_count3` (last key part + value)."""
-    parts = [f"{key.split('.')[-1]}{_value_slug(v)}" for key, v in values.items()]
+    """A folder-safe name of a grid point: `max_steps100-num_count3` (last key part + value;
+    `problem-width20-height20` for a mapping)."""
+    parts = [f"{key.split('.')[-1]}{'-' if isinstance(v, dict | list) else ''}{_value_slug(v)}"
+             for key, v in values.items()]
     return re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts))
 
 

@@ -165,7 +165,8 @@ def test_prefect_yaml_is_a_valid_process_pool_deployment_file() -> None:
     model = PrefectYamlModel.model_validate(yaml.safe_load(PREFECT_FILE.read_text()))
     entrypoints = {d.entrypoint for d in model.deployments}
     assert entrypoints == {"flows/pipeline.py:pipeline", "flows/generate_traces.py:generate_traces",
-                           "flows/train_sft.py:train_sft", "flows/evaluate.py:evaluate"}
+                           "flows/train_sft.py:train_sft", "flows/evaluate.py:evaluate",
+                           "flows/train_rl.py:train_rl", "flows/experiment.py:experiment"}
     for deployment in model.deployments:
         assert deployment.work_pool is not None and deployment.work_pool.name == POOL, deployment.name
     assert len({d.name for d in model.deployments}) == len(model.deployments)

@@ -42,6 +42,8 @@ def test_resume_continues_the_same_loss_curve(data, tmp_path, batching):
     got = [h["loss"] for h in resumed["history"]]
     assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
     assert resumed["val_loss"] == pytest.approx(full["val_loss"], rel=1e-6)
+    # training compute counts the tokens before the kill too (the crossover plot's FLOPs axis)
+    assert resumed["tokens_seen"] == full["tokens_seen"] > 0
 
 
 def test_resume_from_an_incompatible_checkpoint_is_refused(data, tmp_path):

@@ -40,7 +40,7 @@ def solve_rate_bars(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     splits = _splits(rows)
     labels = list(dict.fromkeys(r["label"] for r in rows))
     width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(splits) * max(1, len(labels)) ** 0.5 + 3), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(splits) * len(labels) + 3.0), 4.5))
     for i, label in enumerate(labels):
         mine = {_split_name(r): r for r in rows if r["label"] == label}
         xs = [j + (i - (len(labels) - 1) / 2) * width for j, s in enumerate(splits) if s in mine]

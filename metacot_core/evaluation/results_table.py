@@ -45,6 +45,7 @@ METRIC_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("train_tokens_estimated", pa.bool_()), ("train_flops", pa.float64()),
     ("eval_run_id", pa.string()),
 ]
+MAZE_COLUMNS = (("optimal_rate", "optimal rate"), ("swc", "SWC"), ("ilr", "ILR"))
 MODEL_KEYS = ("validity_rate", "illegal_states_per_trace", "states_explored_mean", "tokens_per_trace_mean",
               "truncated_rate")
 
@@ -64,7 +65,8 @@ class ArmResult:
     evaluated: str = "sft"  # which checkpoint the evaluation judged: sft, or rl when RL ran
 
 
-def training_tokens(sft: dict[str, Any], micro_batch_size: int, grad_accum: int = 1) -> tuple[float | None, bool]:
+def training_tokens(sft: dict[str, Any], micro_batch_size: int,
+                    grad_accum: int = 1) -> tuple[float | None, bool]:
     """(tokens trained on, estimated?) from an SFT summary; (None, True) when it lacks the figures."""
     if _number(sft.get("tokens_seen")) is not None:
         return float(sft["tokens_seen"]), False
@@ -107,7 +109,8 @@ def arm_rows(result: ArmResult) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "arm": result.arm, "label": result.label, "pipeline": result.pipeline, **result.grid,
             "split": split, "format": fmt or None, "evaluated": result.evaluated,
-            "n": n, "solved": solved, "solve_rate": float(model["solve_rate"]), "ci_low": low, "ci_high": high,
+            "n": n, "solved": solved, "solve_rate": float(model["solve_rate"]),
+            "ci_low": low, "ci_high": high,
             **{k: _number(model.get(k)) for k in MODEL_KEYS},
             "teacher_any_solve_rate": _number(teacher.get("teacher_any_solve_rate")),
             "model_only_rate": _number(teacher.get("model_only_rate")),
@@ -147,7 +150,8 @@ def results_table(results: Sequence[ArmResult], grid_keys: Sequence[str] = ()) -
         for key, kind in kinds.items():
             row[key] = _grid_value(row.get(key), kind)
     schema = pa.schema([*BASE_COLUMNS, *kinds.items(), *METRIC_COLUMNS])
-    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+    ordered = [{name: row.get(name) for name in schema.names} for row in rows]
+    return pa.Table.from_pylist(ordered, schema=schema)
 
 
 # --------------------------------------------------------------------------------------------- markdown
@@ -172,11 +176,15 @@ def _solved(value: float) -> str:
 
 def markdown_table(table: pa.Table, grid_keys: Sequence[str] = ()) -> str:
     """The table people read: arm, grid values, split, n, solved, solve rate with its 95% interval,
-    validity, states explored, trace tokens, params, training tokens (~ when estimated) and FLOPs."""
+    validity (mazes: optimal rate, SWC, ILR), states explored, trace tokens, params, training tokens
+    (~ when estimated) and FLOPs."""
+    rows = table.to_pylist()
+    maze = [k for k, _ in MAZE_COLUMNS if any(r.get(k) is not None for r in rows)]  # mazes only
     head = ["arm", *(k.split(".")[-1] for k in grid_keys), "split", "n", "solved", "solve rate [95% CI]",
-            "valid traces", "states explored", "trace tokens", "params", "train tokens", "train FLOPs"]
+            "valid traces", *(dict(MAZE_COLUMNS)[k] for k in maze), "states explored", "trace tokens",
+            "params", "train tokens", "train FLOPs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for row in table.to_pylist():
+    for row in rows:
         split = row["split"] + (f" ({row['format']})" if row.get("format") else "")
         approx = "~" if row["train_tokens_estimated"] and row["train_tokens"] is not None else ""
         flops = "-" if row["train_flops"] is None else f"{approx}{row['train_flops']:.2e}"
@@ -185,9 +193,9 @@ def markdown_table(table: pa.Table, grid_keys: Sequence[str] = ()) -> str:
             *("-" if row.get(k) is None else str(row[k]) for k in grid_keys),
             split, str(row["n"]), _solved(row["solved"]),
             f"{row['solve_rate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]",
-            _fixed(row["validity_rate"]), _fixed(row["states_explored_mean"], 1),
-            _fixed(row["tokens_per_trace_mean"], 1), _si(row["params"]),
-            approx + _si(row["train_tokens"]), flops,
+            _fixed(row["validity_rate"]), *(_fixed(row[k]) for k in maze),
+            _fixed(row["states_explored_mean"], 1), _fixed(row["tokens_per_trace_mean"], 1),
+            _si(row["params"]), approx + _si(row["train_tokens"]), flops,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

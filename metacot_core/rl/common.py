@@ -5,6 +5,10 @@ by its judge, so RL sees exactly what evaluation sees: the same stop strings, th
 rule, the same verifier. Held-out metrics come from metacot_core.evaluation.metrics.model_metrics
 (solve rate with a Wilson interval, validity, states explored), computed on fixed problems so that
 numbers from different rounds compare.
+
+Where rollouts are sampled is injectable: STaR and GRPO take a `Sampler` (default `InProcessSampler`,
+the learner's own model) and call its `sync` after each update, so tasks/rl_actors.py can sample in
+Ray actors that hold a copy of the policy without this module knowing about Ray.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -88,6 +92,59 @@ def rollout(model: Any, tokenizer: Any, prompts: Sequence[str], n: int, sampling
     if was_training:
         model.train()
     return out
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """A source of rollouts of the current policy.
+
+    sample: n completions per prompt in prompt-major order, as `rollout` returns them.
+    sync: the learner's weights (a state dict) after an update. A sampler holding its own copy of the
+    policy must load them before its next `sample`; one that shares the learner's model ignores them.
+    """
+
+    def sample(self, prompts: Sequence[str], n: int, sampling: SamplingConfig, format_name: str,
+               seed: int, temperature: float | None = None) -> list[Completion]: ...
+
+    def sync(self, state_dict: dict[str, torch.Tensor]) -> None: ...
+
+
+@dataclass
+class InProcessSampler:
+    """Rollouts from the learner's own model in this process (the default: no copy, nothing to sync)."""
+
+    model: Any
+    tokenizer: Any
+
+    def sample(self, prompts: Sequence[str], n: int, sampling: SamplingConfig, format_name: str,
+               seed: int, temperature: float | None = None) -> list[Completion]:
+        return rollout(self.model, self.tokenizer, prompts, n, sampling, format_name, seed, temperature)
+
+    def sync(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Nothing to load: this sampler samples from the very model the learner updates."""
+
+
+def split_evenly(n_items: int, parts: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at most `parts` contiguous non-empty chunks, sizes differing by at most 1.
+
+    Contiguous chunks keep the prompt-major order when their completions are concatenated in turn.
+    """
+    parts = max(1, min(parts, n_items))
+    size, extra = divmod(n_items, parts)
+    ranges, start = [], 0
+    for i in range(parts):
+        stop = start + size + (1 if i < extra else 0)
+        if stop > start:
+            ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """Sampling seed of chunk `shard`. Chunk 0 keeps `seed`, so one worker samples what the learner would;
+    the others get streams of their own, far from the neighbouring steps' seeds (callers use seed + step).
+    """
+    return seed + shard * 2**32
 
 
 def judge_completions(problems: Sequence[RLProblem], completions: Sequence[Completion], fmt: Any,

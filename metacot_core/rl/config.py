@@ -43,6 +43,23 @@ class SamplingConfig(_Strict):
     batch_size: int = Field(16, ge=1, description="prompts generated together")
 
 
+class RolloutConfig(_Strict):
+    """Where rollouts are sampled: in the learner's process, or in Ray actors holding a policy copy.
+
+    With workers > 0 (tasks/rl_actors.py) sampling and learning can sit on different machines of a
+    Ray cluster (RAY_ADDRESS); the actors receive the learner's weights after every update. Greedy
+    rollouts are the same either way; sampled ones draw from per-worker seeds, so they depend on
+    the number of workers as they already depend on the batch size.
+    """
+
+    workers: int = Field(0, ge=0, description="Ray rollout actors; 0 = sample in the learner's process")
+    cpus_per_worker: float = Field(1.0, gt=0.0, description="Ray CPUs reserved by each rollout actor")
+    gpus_per_worker: float = Field(0.0, ge=0.0, description="Ray GPUs per actor (fractions share a GPU)")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads in each actor; None = cpus_per_worker rounded up"
+    )
+
+
 class TrainConfig(_Strict):
     """Optimizer settings shared by both methods."""
 
@@ -135,6 +152,7 @@ class RLConfig(_Strict):
     device: str = Field("auto", description="auto (cuda when present), cpu, cuda")
     reward: RewardConfig = Field(default_factory=RewardConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     star: StarConfig = Field(default_factory=StarConfig)
     grpo: GrpoConfig = Field(default_factory=GrpoConfig)

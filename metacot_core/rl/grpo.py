@@ -8,7 +8,9 @@ Written here rather than taken from TRL's GRPOTrainer: TRL is not a dependency, 
 assumes a hub model id or a PreTrainedTokenizer with a chat template, `datasets` rows, accelerate
 and (for speed) vLLM; our models are built from scratch with a word-level `tokenizers` vocabulary,
 rollouts must stop at the trace format's stop strings and be judged by our replay, and the loop is
-a few dozen lines once the math is separate. Runs in-process on CPU or one GPU.
+a few dozen lines once the math is separate. Learns in-process on CPU or one GPU; rollouts come from
+a `Sampler`, by default the policy in this process, or Ray actors with a copy of it (tasks/rl_actors.py)
+that receive the new weights after every step's update.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import torch
 from torch import Tensor
 
 from metacot_core.evaluation.generate import Completion, encode_prompt, pad_id
-from metacot_core.rl.common import RLProblem, evaluate_sets, format_of, judge_completions, rollout
+from metacot_core.rl.common import (
+    InProcessSampler,
+    RLProblem,
+    Sampler,
+    evaluate_sets,
+    format_of,
+    judge_completions,
+)
 from metacot_core.rl.config import RLConfig
 from metacot_core.rl.grpo_math import group_advantages, grpo_loss, token_logprobs
 from metacot_core.rl.guards import check_collapse
@@ -148,13 +157,17 @@ def update(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer,
 
 
 def grpo_step(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer, tokenizer: Any,
-              problems: Sequence[RLProblem], cfg: RLConfig, step: int) -> dict[str, float]:
-    """One GRPO step on `problems`: rollout -> score -> advantages -> loss and update; returns metrics."""
+              problems: Sequence[RLProblem], cfg: RLConfig, step: int,
+              sampler: Sampler | None = None) -> dict[str, float]:
+    """One GRPO step on `problems`: rollout -> score -> advantages -> loss and update; returns metrics.
+
+    `sampler` (default: the policy in this process) draws the groups and receives the updated weights.
+    """
     g = cfg.grpo
     name, fmt = format_of(problems)
     prompts = [p.prompt for p in problems]
-    completions = rollout(policy, tokenizer, prompts, g.group_size, cfg.sampling, name,
-                          seed=cfg.seed * 1_000_003 + step)
+    source = sampler if sampler is not None else InProcessSampler(policy, tokenizer)
+    completions = source.sample(prompts, g.group_size, cfg.sampling, name, seed=cfg.seed * 1_000_003 + step)
     scored = judge_completions(problems, completions, fmt, cfg.reward)
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
     advantages = group_advantages(rewards, g.group_size, scale=g.scale_advantages)
@@ -178,6 +191,7 @@ def grpo_step(policy: Any, reference: Any | None, optimizer: torch.optim.Optimiz
     idx = keep.nonzero().flatten()
     totals = (len(completions), float(full["loss_mask"].sum()))
     train = update(policy, reference, optimizer, _trim(_slice(full, idx)), advantages[idx], cfg, totals)
+    source.sync(policy.state_dict())
     metrics.update({f"train/{k}": v for k, v in train.items()})
     return metrics
 
@@ -188,17 +202,18 @@ def make_optimizer(model: Any, cfg: RLConfig) -> torch.optim.Optimizer:
 
 def run_grpo(policy: Any, reference: Any | None, tokenizer: Any, train_problems: Sequence[RLProblem],
              eval_sets: dict[str, Sequence[RLProblem]], cfg: RLConfig, optimizer: torch.optim.Optimizer,
-             log: LogFn, save: SaveFn, start_step: int = 0) -> Any:
+             log: LogFn, save: SaveFn, start_step: int = 0, sampler: Sampler | None = None) -> Any:
     """Steps start_step..steps-1; evaluates every eval.every steps and at the end, saving after each.
 
     `save(policy, optimizer, step)` writes a resumable checkpoint; a run resumed from step s calls this
     with start_step=s and the restored optimizer, and draws the same problems it would have drawn.
+    `sampler` must start out holding the policy's weights; each step keeps it in step.
     """
     g = cfg.grpo
     for step in range(start_step, g.steps):
         idx = problems_for_step(len(train_problems), g.prompts_per_step, step, cfg.seed)
         batch = [train_problems[i] for i in idx]
-        metrics = grpo_step(policy, reference, optimizer, tokenizer, batch, cfg, step)
+        metrics = grpo_step(policy, reference, optimizer, tokenizer, batch, cfg, step, sampler)
         done = step + 1
         last = done == g.steps
         if last or (cfg.eval.every and done % cfg.eval.every == 0):

@@ -10,6 +10,9 @@ MLflow). A run whose output_dir holds a checkpoint of the same method continues 
 weights, optimizer state and RNG come back, the GRPO problem order and the STaR round seeds are
 functions of (seed, step), and the reference model is always the SFT checkpoint, so a resumed run
 takes the same steps as an uninterrupted one.
+
+Rollouts are sampled in this process unless the caller passes a `Sampler` built from the prepared
+model (tasks/rl.py does, with a pool of Ray actors, when rollout.workers > 0).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from metacot_core.rl.common import (
     RLProblem,
+    Sampler,
     dataset_splits,
     evaluate_sets,
     find_resume,
@@ -85,8 +89,13 @@ def _reference(cfg: RLConfig) -> Any | None:
     return ref
 
 
-def run(cfg: RLConfig, log: LogFn | None = None, prepared: RLRun | None = None) -> dict[str, Any]:
-    """Run (or continue) the configured method; returns a summary with the last checkpoint's path."""
+def run(cfg: RLConfig, log: LogFn | None = None, prepared: RLRun | None = None,
+        sampler: Sampler | None = None) -> dict[str, Any]:
+    """Run (or continue) the configured method; returns a summary with the last checkpoint's path.
+
+    `sampler` draws the rollouts (default: the model in this process); it must hold the prepared
+    model's weights when the run starts, and the method sends it every update.
+    """
     r = prepared or prepare(cfg)
     log = log or (lambda metrics, step: None)
     summary: dict[str, Any] = {"method": cfg.method, "start_step": r.start, "final_step": r.total,
@@ -111,28 +120,29 @@ def run(cfg: RLConfig, log: LogFn | None = None, prepared: RLRun | None = None) 
 
     if r.start < r.total:
         if cfg.method == "star":
-            _run_star(r, logged, save)
+            _run_star(r, logged, save, sampler)
         else:
-            _run_grpo(r, logged, save)
+            _run_grpo(r, logged, save, sampler)
     summary["final"] = last
     summary["checkpoint"] = saved[-1] if saved else r.resumed_from
     return summary
 
 
-def _run_star(r: RLRun, log: LogFn, save: Callable[[Any, Any, int], None]) -> None:
+def _run_star(r: RLRun, log: LogFn, save: Callable[[Any, Any, int], None], sampler: Sampler | None) -> None:
     from metacot_core.rl.star import run_star
 
     base_state = None
     if r.cfg.star.init == "base":
         base_state = load_policy(r.cfg.init_checkpoint, r.cfg.device)[0].state_dict()
-    run_star(r.model, r.tokenizer, r.train_problems, r.eval_sets, r.cfg, log, save, r.start, base_state)
+    run_star(r.model, r.tokenizer, r.train_problems, r.eval_sets, r.cfg, log, save, r.start, base_state,
+             sampler)
 
 
-def _run_grpo(r: RLRun, log: LogFn, save: Callable[[Any, Any, int], None]) -> None:
+def _run_grpo(r: RLRun, log: LogFn, save: Callable[[Any, Any, int], None], sampler: Sampler | None) -> None:
     from metacot_core.rl.grpo import make_optimizer, run_grpo
 
     optimizer = make_optimizer(r.model, r.cfg)
     if r.state.get("optimizer") is not None:
         optimizer.load_state_dict(r.state["optimizer"])
     run_grpo(r.model, _reference(r.cfg), r.tokenizer, r.train_problems, r.eval_sets, r.cfg, optimizer, log,
-             save, r.start)
+             save, r.start, sampler)

@@ -8,7 +8,9 @@ problem and falls back to the teacher's trace where none is correct (Searchforme
 never loses problems while its traces get shorter; keep=best keeps the highest-reward trace.
 
 The model-facing steps take the model and tokenizer as arguments and return metrics as dicts; the
-round driver lives in `run_star`, which tasks/rl.py wraps with tracking.
+round driver lives in `run_star`, which tasks/rl.py wraps with tracking. Rollouts come from a
+`Sampler` (default: the model itself, in this process); after each fine-tuning round the sampler gets
+the new weights, so a pool of Ray rollout actors samples the same policy the learner holds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from typing import Any
 import torch
 
 from metacot_core.evaluation.generate import pad_id
-from metacot_core.rl.common import RLProblem, evaluate_sets, format_of, judge_completions, rollout
+from metacot_core.rl.common import (
+    InProcessSampler,
+    RLProblem,
+    Sampler,
+    evaluate_sets,
+    format_of,
+    judge_completions,
+)
 from metacot_core.rl.config import RLConfig, StarConfig
 from metacot_core.rl.guards import check_collapse
 from metacot_core.rl.rewards import Scored, summarize
@@ -120,12 +129,13 @@ def choose_problems(n_total: int, cfg: StarConfig, iteration: int, seed: int) ->
 # ----------------------------------------------------------------------------- the model-facing steps
 
 def rollout_and_score(model: Any, tokenizer: Any, problems: Sequence[RLProblem], cfg: RLConfig,
-                      iteration: int) -> tuple[list[Sample], list[str]]:
+                      iteration: int, sampler: Sampler | None = None) -> tuple[list[Sample], list[str]]:
     """k samples per problem at the sampling temperature (SoS: 0.8), each judged by the verifier."""
     name, fmt = format_of(problems)
     k = cfg.star.samples_per_problem
-    completions = rollout(model, tokenizer, [p.prompt for p in problems], k, cfg.sampling, name,
-                          seed=cfg.seed * 1_000_003 + iteration)
+    sampler = sampler if sampler is not None else InProcessSampler(model, tokenizer)
+    completions = sampler.sample([p.prompt for p in problems], k, cfg.sampling, name,
+                                 seed=cfg.seed * 1_000_003 + iteration)
     scored = judge_completions(problems, completions, fmt, cfg.reward)
     expanded = [p for p in problems for _ in range(k)]
     samples = [Sample(p.problem_id, p.prompt, c.text, s)
@@ -181,16 +191,17 @@ def finetune(model: Any, tokenizer: Any, kept: Sequence[Kept], cfg: RLConfig,
 
 
 def star_round(model: Any, tokenizer: Any, problems: Sequence[RLProblem], teacher: dict[str, Kept],
-               cfg: RLConfig, iteration: int, base_state: dict[str, torch.Tensor] | None = None
-               ) -> dict[str, float]:
+               cfg: RLConfig, iteration: int, base_state: dict[str, torch.Tensor] | None = None,
+               sampler: Sampler | None = None) -> dict[str, float]:
     """One round: sample k per problem, judge, select, fine-tune the model in place; returns metrics.
 
     With `base_state` (star.init=base, the original STaR) the weights are reset to it after sampling,
-    so each round fine-tunes the SFT model on the newest model's correct traces.
+    so each round fine-tunes the SFT model on the newest model's correct traces. `sampler` (default:
+    the model in this process) draws the samples and receives the fine-tuned weights.
     """
     idx = choose_problems(len(problems), cfg.star, iteration, cfg.seed)
     chosen = [problems[i] for i in idx]
-    samples, texts = rollout_and_score(model, tokenizer, chosen, cfg, iteration)
+    samples, texts = rollout_and_score(model, tokenizer, chosen, cfg, iteration, sampler)
     metrics = {f"rollout/{k}": v for k, v in summarize([s.scored for s in samples]).items()}
     report = check_collapse(texts, cfg.guards)
     metrics.update({f"guard/{k}": v for k, v in report.metrics.items()})
@@ -203,6 +214,8 @@ def star_round(model: Any, tokenizer: Any, problems: Sequence[RLProblem], teache
         if base_state is not None:
             model.load_state_dict(base_state)
         metrics.update({f"train/{k}": v for k, v in finetune(model, tokenizer, kept, cfg, iteration).items()})
+        if sampler is not None:
+            sampler.sync(model.state_dict())
     else:
         warnings.warn(f"STaR round {iteration}: no correct sample to train on; model unchanged", stacklevel=2)
         metrics["train/skipped"] = 1.0
@@ -211,19 +224,21 @@ def star_round(model: Any, tokenizer: Any, problems: Sequence[RLProblem], teache
 
 def run_star(model: Any, tokenizer: Any, problems: Sequence[RLProblem],
              eval_sets: dict[str, Sequence[RLProblem]], cfg: RLConfig, log: LogFn, save: SaveFn,
-             start_iteration: int = 0, base_state: dict[str, torch.Tensor] | None = None) -> Any:
+             start_iteration: int = 0, base_state: dict[str, torch.Tensor] | None = None,
+             sampler: Sampler | None = None) -> Any:
     """Rounds start_iteration..iterations-1: each round, then held-out eval (every eval.every rounds and
     after the last), then a checkpoint, so a resumed run continues at the next round.
 
     `base_state` is the SFT model's state dict, needed with star.init=base (the caller loads it from the
-    SFT checkpoint, so a resumed run resets to the same weights).
+    SFT checkpoint, so a resumed run resets to the same weights). `sampler` must start out holding the
+    weights of `model` (tasks/rl_actors.py builds its pool from it); run_star keeps it in step.
     """
     if cfg.star.init == "base" and base_state is None:
         raise ValueError("star.init=base needs the SFT weights (base_state)")
     teacher = teacher_examples(tokenizer, problems) if cfg.star.keep == "shortest" else {}
     for it in range(start_iteration, cfg.star.iterations):
         metrics = star_round(model, tokenizer, problems, teacher, cfg, it,
-                             base_state if cfg.star.init == "base" else None)
+                             base_state if cfg.star.init == "base" else None, sampler)
         done = it + 1
         if done == cfg.star.iterations or (cfg.eval.every and done % cfg.eval.every == 0):
             metrics.update(evaluate_sets(model, tokenizer, eval_sets, cfg))

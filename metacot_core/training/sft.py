@@ -388,7 +388,9 @@ def train(
     steps = total_steps(cfg, data.train)
     scheduler = make_scheduler(optimizer, cfg, steps)
     start = 0
+    tokens_before = 0  # tokens trained on before a resume: training compute (FLOPs) counts them too
     if state is not None:
+        tokens_before = int(state.get("tokens_seen", 0))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
@@ -428,7 +430,8 @@ def train(
                 metrics["val_loss"] = val_loss
             summary["history"].append({"step": done, **metrics})
             if done % t.checkpoint_every == 0 and done < steps:
-                _save(cfg, paths, done, model, data, optimizer, scheduler, rank, on_checkpoint)
+                seen = tokens_before + sum(int(h["tokens"]) for h in summary["history"])
+                _save(cfg, paths, done, model, data, optimizer, scheduler, rank, on_checkpoint, seen)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
@@ -447,6 +450,7 @@ def train(
         val_loss=val_loss,
         loss=hist[-1]["loss"] if hist else None,
         tokens_per_sec=sum(h["tokens"] for h in timed) / seconds if seconds else None,
+        tokens_seen=tokens_before + sum(int(h["tokens"]) for h in hist),
     )
     if rank == 0:
         summary["final_dir"] = str(
@@ -466,6 +470,7 @@ def _save(
     scheduler: Any,
     rank: int,
     on_checkpoint: Callable[[int, Path], None] | None,
+    tokens_seen: int = 0,
 ) -> None:
     if rank == 0:
         position = {"micro_batch": step * cfg.train.grad_accum}
@@ -480,7 +485,7 @@ def _save(
             position,
             config_dict(cfg),
             keep=cfg.train.keep_checkpoints,
-            extra={"tokenizer_hash": tokenizer_hash(data.tokenizer)},
+            extra={"tokenizer_hash": tokenizer_hash(data.tokenizer), "tokens_seen": tokens_seen},
         )
         if on_checkpoint is not None:
             on_checkpoint(step, path)
