@@ -92,8 +92,12 @@ class RolloutPool:
         options = {"num_cpus": cfg.cpus_per_worker, "num_gpus": cfg.gpus_per_worker}
         self.workers = [RolloutWorker.options(**options).remote(model.config, tokenizer, state, threads)
                         for _ in range(cfg.workers)]
-        self.devices = ray.get([w.device.remote() for w in self.workers])  # fail now if an actor cannot start
         self.syncs = 0
+        try:  # fail here, not at the first rollout, when an actor cannot start
+            self.devices: list[str] = ray.get([w.device.remote() for w in self.workers])
+        except Exception:
+            self.close()
+            raise
 
     def sample(self, prompts: Sequence[str], n: int, sampling: SamplingConfig, format_name: str,
                seed: int, temperature: float | None = None) -> list[Completion]:
@@ -110,7 +114,6 @@ class RolloutPool:
 
     def sync(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Every actor loads the learner's weights (one object-store copy); returns when all have."""
-        return
         ref = ray.put(cpu_state(state_dict))
         versions = ray.get([w.load.remote(ref) for w in self.workers])
         self.syncs += 1

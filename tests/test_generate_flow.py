@@ -63,6 +63,22 @@ def test_ray_workers_give_the_same_hash_as_one_process(tmp_path, monkeypatch):
     assert on_ray["splits"] == single["splits"]
 
 
+@pytest.mark.usefixtures("toy")
+def test_a_killed_ray_worker_is_retried_and_the_dataset_is_complete_and_identical(tmp_path, monkeypatch):
+    from toy_plugin import CRASH_ENV
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    single = generate_dataset(toy_cfg(tmp_path / "one"), progress=False)
+    marker = tmp_path / "worker-died"
+    monkeypatch.setenv(CRASH_ENV, str(marker))
+    on_ray = generate_dataset(toy_cfg(tmp_path / "ray", workers=2), progress=False)
+    assert marker.exists(), "no worker was killed: the test did not test anything"
+    assert on_ray["content_hash"] == single["content_hash"]
+    assert on_ray["splits"] == single["splits"]
+    assert recompute_content_hash(tmp_path / "ray") == on_ray["content_hash"]
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness

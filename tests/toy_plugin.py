@@ -10,6 +10,7 @@ which registers on import (that is what a Ray worker does).
 
 from __future__ import annotations
 
+import os
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -75,12 +76,26 @@ class ToyProblem:
         return {"target": self.target}
 
 
+CRASH_ENV = "METACOT_TOY_CRASH_ONCE"
+
+
+def _crash_once(split: str, index: int) -> None:
+    """Kill the whole worker process the first time train problem 5 is drawn, when the test asks
+    (env var naming a marker file): what a Ray worker lost to the OOM killer or a node looks like."""
+    marker = os.environ.get(CRASH_ENV)
+    if marker and split == "train" and index == 5 and not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os._exit(1)
+
+
 class ToyDomain:
     name: ClassVar[str] = "toy"
     config_cls: ClassVar[type[BaseModel]] = ToyConfig
     splits: ClassVar[tuple[str, ...]] = ("train", "val")
 
     def make(self, cfg: ToyConfig, split: str, index: int, seed: int) -> ToyProblem:
+        _crash_once(split, index)
         rng = random.Random(f"{seed}/{split}/{index}")
         return ToyProblem(rng.randint(1, cfg.max_target))
 
