@@ -285,7 +285,7 @@ def headline_metrics(summary: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for split, metrics in (summary.get("splits") or {}).items():
         model = metrics.get("model", {})
-        for key in (*HEADLINE, "solve_rate_ci_low", "solve_rate_ci_high"):
+        for key in (*HEADLINE, "solve_rate_ci_low", "solve_rate_ci_high", "answer_rate"):
             if isinstance(model.get(key), int | float):
                 out[f"{split}.{key}"] = float(model[key])
         teacher = metrics.get("teacher", {})
@@ -304,7 +304,9 @@ def report(pipe: ResolvedPipeline, results: dict[str, Any]) -> str:
         if "solve_rate" not in m:
             continue
         line = (f"{split:>11}: solve rate {m['solve_rate']:.3f} [95% CI {m['solve_rate_ci_low']:.3f}, "
-                f"{m['solve_rate_ci_high']:.3f}] over {m['n_problems']} problems; valid traces "
+                f"{m['solve_rate_ci_high']:.3f}] over {m['n_problems']} problems; "
+                + (f"answer-only (SoS's score) {m['answer_rate']:.3f}; " if "answer_rate" in m else "")
+                + "valid traces "
                 f"{m.get('validity_rate', 0):.3f}; illegal states/trace "
                 f"{m.get('illegal_states_per_trace', 0):.2f}")
         teacher = metrics.get("teacher", {})

@@ -243,9 +243,9 @@ def test_results_table_rows_intervals_and_markdown(tmp_path: Path) -> None:
     assert first["eval_run_id"] == "run-x" and first["optimal_rate"] is None
 
     md = markdown_table(table, ["sft.train.max_steps"]).splitlines()
-    assert md[0].startswith("| arm | max_steps | split | n | solved | solve rate [95% CI] |")
+    assert md[0].startswith("| arm | max_steps | split | n | solved | solve rate [95% CI] | answer rate")
     assert len(md) == 2 + 4  # header, rule, one row per arm x split
-    assert md[2].startswith("| search | 2 | val_target | 4 | 3 | 0.750 [0.301, 0.954] | 0.500 |")
+    assert md[2].startswith("| search | 2 | val_target | 4 | 3 | 0.750 [0.301, 0.954] | - | 0.500 |")
     assert md[4].startswith("| solution (RL) | 2 | val_target | 4 | 0 | 0.000 [0.000, 0.490] |")
     # grad_accum 1 here: 10 x 4 x 2 x 256 x 0.75 = 15360 tokens; 6 x 1000 x 15360 = 9.216e7 FLOPs
     assert "~15.36k" in md[2] and "~9.22e+07" in md[2]

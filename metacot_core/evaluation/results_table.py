@@ -36,6 +36,7 @@ METRIC_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("split", pa.string()), ("format", pa.string()), ("evaluated", pa.string()),
     ("n", pa.int64()), ("solved", pa.float64()), ("solve_rate", pa.float64()),
     ("ci_low", pa.float64()), ("ci_high", pa.float64()),
+    ("answer_rate", pa.float64()), ("answer_ci_low", pa.float64()), ("answer_ci_high", pa.float64()),
     ("validity_rate", pa.float64()), ("illegal_states_per_trace", pa.float64()),
     ("states_explored_mean", pa.float64()), ("tokens_per_trace_mean", pa.float64()),
     ("truncated_rate", pa.float64()),
@@ -111,6 +112,9 @@ def arm_rows(result: ArmResult) -> list[dict[str, Any]]:
             "split": split, "format": fmt or None, "evaluated": result.evaluated,
             "n": n, "solved": solved, "solve_rate": float(model["solve_rate"]),
             "ci_low": low, "ci_high": high,
+            "answer_rate": _number(model.get("answer_rate")),
+            "answer_ci_low": _number(model.get("answer_rate_ci_low")),
+            "answer_ci_high": _number(model.get("answer_rate_ci_high")),
             **{k: _number(model.get(k)) for k in MODEL_KEYS},
             "teacher_any_solve_rate": _number(teacher.get("teacher_any_solve_rate")),
             "model_only_rate": _number(teacher.get("model_only_rate")),
@@ -180,8 +184,9 @@ def markdown_table(table: pa.Table, grid_keys: Sequence[str] = ()) -> str:
     (~ when estimated) and FLOPs."""
     rows = table.to_pylist()
     maze = [k for k, _ in MAZE_COLUMNS if any(r.get(k) is not None for r in rows)]  # mazes only
-    head = ["arm", *(k.split(".")[-1] for k in grid_keys), "split", "n", "solved", "solve rate [95% CI]",
-            "valid traces", *(dict(MAZE_COLUMNS)[k] for k in maze), "states explored", "trace tokens",
+    head = ["arm", *(k.split(".")[-1] for k in grid_keys), "split", "n", "solved",
+            "solve rate [95% CI]", "answer rate [95% CI]", "valid traces",
+            *(dict(MAZE_COLUMNS)[k] for k in maze), "states explored", "trace tokens",
             "params", "train tokens", "train FLOPs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in rows:
@@ -193,12 +198,19 @@ def markdown_table(table: pa.Table, grid_keys: Sequence[str] = ()) -> str:
             *("-" if row.get(k) is None else str(row[k]) for k in grid_keys),
             split, str(row["n"]), _solved(row["solved"]),
             f"{row['solve_rate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]",
-            _fixed(row["validity_rate"]), *(_fixed(row[k]) for k in maze),
+            _answer(row), _fixed(row["validity_rate"]), *(_fixed(row[k]) for k in maze),
             _fixed(row["states_explored_mean"], 1), _fixed(row["tokens_per_trace_mean"], 1),
             _si(row["params"]), approx + _si(row["train_tokens"]), flops,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _answer(row: dict[str, Any]) -> str:
+    """SoS's answer-only rate with its interval ("-" where the domain has no separate answer)."""
+    if row.get("answer_rate") is None:
+        return "-"
+    return f"{row['answer_rate']:.3f} [{row['answer_ci_low']:.3f}, {row['answer_ci_high']:.3f}]"
 
 
 def write_table(table: pa.Table, path: str | Path) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from metacot_core.evaluation.answer import answer_solved
 from metacot_core.evaluation.config import EvalConfig
 from metacot_core.evaluation.generate import Completion, default_stop_strings, generate
 from metacot_core.evaluation.judge import Judgement, LineShapes, join_prompt, judge
@@ -167,6 +168,7 @@ def make_record(item: EvalItem, completion: Completion, judgement: Judgement, il
         "stop": completion.stop,
         "label": judgement.label,
         "solved": bool(v.solved),
+        "answer_solved": answer_solved(item.problem, item.prompt + completion.text, bool(v.solved)),
         "valid": bool(v.valid),
         "reason": v.reason.value if v.reason else None,
         "step": v.step,
