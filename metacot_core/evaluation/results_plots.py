@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 COMPUTE_PREFIXES = ("sft.",)
 
@@ -79,6 +80,7 @@ def crossover(rows: Sequence[dict[str, Any]], path: str | Path, grid_keys: Seque
             ax.errorbar([r["train_flops"] for r in points], [r["solve_rate"] for r in points],
                         yerr=_errors(points), marker="o", capsize=3, label=name)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap within one decade
         ax.set_xlabel("training FLOPs (6 N D)")
         ax.set_ylabel("solve rate (95% CI)")
         ax.set_ylim(-0.02, 1.02)
