@@ -41,7 +41,6 @@ from metacot_core.pipeline_config import (
 )
 from tasks import tracking
 
-OBJECT_STORE_BYTES = 128 * 1024 * 1024
 MLFLOW_PARENT = "mlflow.parentRunId"
 
 
@@ -187,18 +186,10 @@ def _metrics(values: dict[str, float]) -> list[Any]:
 
 
 def _ensure_ray(settings: SweepSettings) -> bool:
-    import ray
+    """Start or join Ray with room for `max_concurrent` trials; True when this call started it."""
+    from tasks.ray_runtime import ensure_ray
 
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        cpus = max(1, math.ceil(settings.max_concurrent * settings.cpus_per_trial))
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 object_store_memory=OBJECT_STORE_BYTES)
-    return True
+    return ensure_ray(max(1, math.ceil(settings.max_concurrent * settings.cpus_per_trial)))
 
 
 def best_trial(results: Any, settings: SweepSettings) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -15,7 +15,6 @@ generation is deterministic, so a retry would fail the same way.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -32,11 +31,11 @@ from metacot_core.data.config import GenerateConfig
 from metacot_core.data.generate import ShardSpec, plan_shards, write_shard, write_shard_from_dicts
 from metacot_core.data.schema import DatasetError
 from metacot_core.data.writer import remove_stale_temporaries
+from tasks.ray_runtime import ensure_ray as start_or_join_ray
 
 log = logging.getLogger(__name__)
 SHARD_RETRIES = 3
 # Ray's object store only carries small stats dicts here; keep it small on a shared machine.
-OBJECT_STORE_BYTES = 128 * 1024 * 1024
 
 
 # The remote function is a core function (pickled by reference), so workers import metacot_core
@@ -55,16 +54,8 @@ def _check_no_stale_shards(cfg: GenerateConfig, specs: list[ShardSpec]) -> None:
 
 
 def ensure_ray(workers: int) -> bool:
-    """Start or join Ray; returns True when this call started it (so the caller shuts it down)."""
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address="auto" if address == "auto" else address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=OBJECT_STORE_BYTES, configure_logging=False)
-    return True
+    """Start or join Ray for `workers` shard writers (0: every core); True when this call started it."""
+    return start_or_join_ray(workers or None)
 
 
 def _run_in_process(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ import torch
 from metacot_core.evaluation.generate import Completion, default_stop_strings, resolve_device
 from metacot_core.rl.common import rollout, shard_seed, split_evenly
 from metacot_core.rl.config import RolloutConfig, SamplingConfig
+from tasks.ray_runtime import ensure_ray as start_or_join_ray
 
 
 def cpu_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -131,16 +132,8 @@ def ensure_ray(cfg: RolloutConfig) -> bool:
 
     Returns True when this call started Ray, so the caller shuts it down again.
     """
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        need = math.ceil(cfg.workers * cfg.cpus_per_worker)
-        ray.init(num_cpus=max(os.cpu_count() or 1, need), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    return True
+    need = math.ceil(cfg.workers * cfg.cpus_per_worker)
+    return start_or_join_ray(max(os.cpu_count() or 1, need), object_store_bytes=None)  # ships weights
 
 
 @contextmanager

@@ -49,7 +49,7 @@ def solve_rate_by_length(records: Sequence[dict[str, Any]], path: str | Path, n_
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Solve rate by trace length")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def states_model_vs_teacher(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -70,7 +70,7 @@ def states_model_vs_teacher(records: Sequence[dict[str, Any]], path: str | Path)
     ax.set_ylabel("model: states explored")
     ax.set_title("States explored, model vs teacher")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def verdict_breakdown(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -88,7 +88,7 @@ def verdict_breakdown(records: Sequence[dict[str, Any]], path: str | Path) -> Pa
     ax.set_ylim(0, 1.0)
     ax.set_title("Verdicts")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def all_plots(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -103,7 +103,8 @@ def all_plots(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Pa
     ]
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write `fig` as a PNG (folders made as needed) and close it, so long runs do not hold figures."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -19,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen before pyplot loads
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from metacot_core.evaluation.plots import save_figure  # noqa: E402
+
 COMPUTE_PREFIXES = ("sft.",)
 
 
@@ -53,7 +55,7 @@ def solve_rate_bars(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     ax.set_ylim(0, 1.0)
     ax.set_title("Held-out solve rate by arm")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def line_keys(grid_keys: Sequence[str]) -> list[str]:
@@ -87,7 +89,7 @@ def crossover(rows: Sequence[dict[str, Any]], path: str | Path, grid_keys: Seque
         ax.set_title(split)
         ax.legend(fontsize=7)
     fig.suptitle("Solve rate vs training compute")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def results_plots(rows: Sequence[dict[str, Any]], out_dir: str | Path,
@@ -103,11 +105,3 @@ def results_plots(rows: Sequence[dict[str, Any]], out_dir: str | Path,
             paths.append(curve)
     return paths
 
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
