@@ -101,8 +101,8 @@ def _params(exp: ResolvedExperiment) -> dict[str, str]:
 
 def open_parent(exp: ResolvedExperiment, state: PipelineState) -> str:
     """The experiment's MLflow run: the one an earlier attempt with the same arms opened, else new."""
-    client = mlflow.MlflowClient()
     exp_id = tracking.configure(exp.config.experiment)
+    client = mlflow.MlflowClient()  # after configure: a client binds the tracking URI when it is made
     if state.parent_run_id:
         try:
             client.update_run(state.parent_run_id, status="RUNNING")
