@@ -76,6 +76,17 @@ def test_a_claimed_goal_with_a_wrong_path_is_not_an_answer():
         assert not answer_solved(PROBLEM, garbage, strict_solved=False)
 
 
+def test_mazes_have_no_separate_answer():
+    from metacot_core.problems.maze import MazeDomain
+
+    domain = MazeDomain()
+    maze = domain.make(domain.config_cls(width=10, height=10), "train", 0, 1)
+    assert answer_solved(maze, "plan 1 1\n", strict_solved=False) is None
+    records = [{"problem_id": "m", "sample_index": 0, "solved": False, "answer_solved": None, "valid": True,
+                "label": "x"}]
+    assert "answer_rate" not in model_metrics(records)
+
+
 def test_answer_rate_has_its_own_interval():
     records = [{"problem_id": str(i), "sample_index": 0, "solved": i == 0, "answer_solved": i < 3,
                 "valid": True, "label": "x"} for i in range(10)]

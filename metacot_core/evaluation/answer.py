@@ -41,15 +41,18 @@ def countdown_answer(text: str) -> list[str] | None:
     return None
 
 
-def answer_solved(problem: Any, text: str, strict_solved: bool) -> bool:
+def answer_solved(problem: Any, text: str, strict_solved: bool) -> bool | None:
     """True when the output's final answer verifies by the problem's rules. Never raises.
 
     Countdown: the goal path's operations (see `countdown_answer`) checked by `problem.verify`.
-    Other domains have no separate answer (a maze plan is the whole output): the strict verdict.
+    Other domains have no answer apart from the output (a maze plan is the whole output): None, so
+    no answer rate is reported for them.
     """
+    if getattr(problem, "domain", None) != "countdown":
+        return None
     if strict_solved:
         return True
-    if getattr(problem, "domain", None) != "countdown" or not isinstance(text, str):
+    if not isinstance(text, str):
         return False
     try:
         ops = countdown_answer(text)

@@ -132,7 +132,7 @@ def model_metrics(records: Sequence[dict[str, Any]], ks: Sequence[int] = (1,)) -
     rate = _mean(per_problem)
     low, high = wilson_interval(rate * n_problems, n_problems)
     out.update(solve_rate=rate, solve_rate_ci_low=low, solve_rate_ci_high=high)
-    if all("answer_solved" in r for r in records):  # SoS's answer-only score (evaluation/answer.py)
+    if all(r.get("answer_solved") is not None for r in records):  # SoS's answer-only score (answer.py)
         answer = _mean(_mean(float(r["answer_solved"]) for r in recs) for recs in groups.values())
         a_low, a_high = wilson_interval(answer * n_problems, n_problems)
         out.update(answer_rate=answer, answer_rate_ci_low=a_low, answer_rate_ci_high=a_high)
