@@ -26,7 +26,8 @@ from metacot_core.config import build_config
 from metacot_core.data.card import dataset_hash
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.generate import generate_shard
-from tasks.generate import OBJECT_STORE_BYTES, run_generation
+from tasks.generate import run_generation
+from tasks.ray_runtime import OBJECT_STORE_BYTES
 
 
 def make_config(n: int, out: Path, workers: int, budget: int, shard_size: int) -> GenerateConfig:
