@@ -303,10 +303,9 @@ def report(pipe: ResolvedPipeline, results: dict[str, Any]) -> str:
         m = metrics.get("model", {})
         if "solve_rate" not in m:
             continue
+        answer = f"answer-only (SoS's score) {m['answer_rate']:.3f}; " if "answer_rate" in m else ""
         line = (f"{split:>11}: solve rate {m['solve_rate']:.3f} [95% CI {m['solve_rate_ci_low']:.3f}, "
-                f"{m['solve_rate_ci_high']:.3f}] over {m['n_problems']} problems; "
-                + (f"answer-only (SoS's score) {m['answer_rate']:.3f}; " if "answer_rate" in m else "")
-                + "valid traces "
+                f"{m['solve_rate_ci_high']:.3f}] over {m['n_problems']} problems; {answer}valid traces "
                 f"{m.get('validity_rate', 0):.3f}; illegal states/trace "
                 f"{m.get('illegal_states_per_trace', 0):.2f}")
         teacher = metrics.get("teacher", {})

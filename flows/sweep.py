@@ -185,13 +185,6 @@ def _metrics(values: dict[str, float]) -> list[Any]:
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def _ensure_ray(settings: SweepSettings) -> bool:
-    """Start or join Ray with room for `max_concurrent` trials; True when this call started it."""
-    from tasks.ray_runtime import ensure_ray
-
-    return ensure_ray(max(1, math.ceil(settings.max_concurrent * settings.cpus_per_trial)))
-
-
 def best_trial(results: Any, settings: SweepSettings) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(sampled params, last metrics) of the best trial that reported the metric (ASHA-stopped trials
     still count on val_loss, with the loss they had when stopped)."""
@@ -228,6 +221,7 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from flows.pipeline import check_tracking, close_stale_children
+    from tasks.ray_runtime import ensure_ray
 
     pipe = load_pipeline(config_path, overrides or [])
     settings = pipe.config.sweep
@@ -236,7 +230,7 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
     uri = check_tracking(mlflow_fallback)
     exp_id = tracking.configure(pipe.config.experiment)
     storage = (Path(settings.output_dir) / pipe.config.name).resolve()
-    started = _ensure_ray(settings)
+    started = ensure_ray(max(1, math.ceil(settings.max_concurrent * settings.cpus_per_trial)))
     try:
         with mlflow.start_run(run_name=f"sweep-{pipe.config.name}", tags={"stage": "sweep"}) as parent:
             mlflow.log_dict(settings.model_dump(mode="json"), "sweep.json")

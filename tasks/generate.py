@@ -31,7 +31,7 @@ from metacot_core.data.config import GenerateConfig
 from metacot_core.data.generate import ShardSpec, plan_shards, write_shard, write_shard_from_dicts
 from metacot_core.data.schema import DatasetError
 from metacot_core.data.writer import remove_stale_temporaries
-from tasks.ray_runtime import ensure_ray as start_or_join_ray
+from tasks.ray_runtime import ensure_ray
 
 log = logging.getLogger(__name__)
 SHARD_RETRIES = 3
@@ -53,11 +53,6 @@ def _check_no_stale_shards(cfg: GenerateConfig, specs: list[ShardSpec]) -> None:
                                "changed?); use a new output_dir or delete it")
 
 
-def ensure_ray(workers: int) -> bool:
-    """Start or join Ray for `workers` shard writers (0: every core); True when this call started it."""
-    return start_or_join_ray(workers or None)
-
-
 def _run_in_process(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
     out = []
     for spec in specs:
@@ -67,7 +62,7 @@ def _run_in_process(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> l
 
 
 def _run_on_ray(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
-    started = ensure_ray(cfg.workers)
+    started = ensure_ray(cfg.workers or None)  # 0 workers: Ray takes every core
     try:
         limit = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1)))
         cfg_data = cfg.model_dump(mode="json")

@@ -388,9 +388,9 @@ def train(
     steps = total_steps(cfg, data.train)
     scheduler = make_scheduler(optimizer, cfg, steps)
     start = 0
-    tokens_before = 0  # tokens trained on before a resume: training compute (FLOPs) counts them too
+    tokens_seen = 0  # including the steps before a resume: training compute (FLOPs) counts them too
     if state is not None:
-        tokens_before = int(state.get("tokens_seen", 0))
+        tokens_seen = int(state.get("tokens_seen", 0))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
@@ -429,9 +429,9 @@ def train(
                 val_loss = evaluate(model, data.val, cfg, device, rank, world)
                 metrics["val_loss"] = val_loss
             summary["history"].append({"step": done, **metrics})
+            tokens_seen += int(metrics["tokens"])
             if done % t.checkpoint_every == 0 and done < steps:
-                seen = tokens_before + sum(int(h["tokens"]) for h in summary["history"])
-                _save(cfg, paths, done, model, data, optimizer, scheduler, rank, on_checkpoint, seen)
+                _save(cfg, paths, done, model, data, optimizer, scheduler, rank, on_checkpoint, tokens_seen)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
@@ -450,7 +450,7 @@ def train(
         val_loss=val_loss,
         loss=hist[-1]["loss"] if hist else None,
         tokens_per_sec=sum(h["tokens"] for h in timed) / seconds if seconds else None,
-        tokens_seen=tokens_before + sum(int(h["tokens"]) for h in hist),
+        tokens_seen=tokens_seen,
     )
     if rank == 0:
         summary["final_dir"] = str(
