@@ -11,9 +11,6 @@ way on a free port.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ from typing import Annotated
 
 import typer
 
+from flows.processes import LOOPBACK, stop_server
 from tasks.tracking import PROJECT_ROOT
 
 app = typer.Typer(no_args_is_help=True)
@@ -33,16 +31,8 @@ app = typer.Typer(no_args_is_help=True)
 def _ops() -> None:
     """Operations: local servers for the pipeline's tools."""
 
-LOOPBACK = "127.0.0.1"
 DEFAULT_DB = PROJECT_ROOT / "mlflow.db"
 DEFAULT_ARTIFACTS = PROJECT_ROOT / "mlartifacts"
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nothing listens on right now (the OS picks it), for throwaway servers."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def mlflow_server_command(db: Path, artifacts: Path, host: str = LOOPBACK, port: int = 5000,
@@ -90,35 +80,6 @@ def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0,
             pass
         time.sleep(0.3)
     raise TimeoutError(f"mlflow server at {url} not healthy after {timeout:.0f} s" + _log_tail(log))
-
-
-def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> int:
-    """Stop a server started by `start_mlflow_server` by its process id: SIGTERM its group, then SIGKILL.
-
-    Returns the exit code. The group id is the server's pid because it was started in a new session.
-    """
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        # The server's workers may outlive it by a moment: done only when the whole group is gone.
-        if _group_gone(proc, wait):
-            break
-    return proc.wait(timeout=5.0)
-
-
-def _group_gone(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait up to `timeout` s for the server and every process of its group to exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc.poll()
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _log_tail(log: Path | None, lines: int = 20) -> str:

@@ -5,8 +5,10 @@
     metacot serve [--port 4200]       # Prefect server + deployments; Ctrl-C stops both
 
 A config that fails validation, or an MLflow server that does not answer, prints one line naming the
-problem and exits with status 1 before Prefect or Ray start. `--mlflow-fallback` logs to the embedded
-SQLite store when the server in MLFLOW_TRACKING_URI is down (only when asked).
+problem and exits with status 1 before any flow runs (`run` starts the temporary Prefect API first,
+so that it boots during the imports: flows/local_api.py; it is stopped on the way out).
+`--mlflow-fallback` logs to the embedded SQLite store when the server in MLFLOW_TRACKING_URI is down
+(only when asked).
 """
 
 from __future__ import annotations
@@ -46,17 +48,23 @@ def _fail(err: BaseException) -> None:
 def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: FallbackOpt = False) -> None:
     """Run an experiment end to end (generate -> SFT -> RL -> evaluate) as one Prefect flow; finished
     stages are reused and an interrupted run resumes where it stopped."""
-    from flows.pipeline import check_tracking
-    from metacot_core.pipeline_config import load_pipeline
+    from flows.local_api import local_api
 
-    try:
-        load_pipeline(config, overrides or [])  # fail fast, before Prefect starts
-        check_tracking(mlflow_fallback)
-        from flows.pipeline import pipeline
+    # the temporary Prefect API (when none is configured) boots while the imports below run
+    with local_api() as api:
+        try:
+            from flows.pipeline import check_tracking
+            from metacot_core.pipeline_config import load_pipeline
 
-        results = pipeline(str(config), overrides or [], mlflow_fallback)
-    except _user_errors() as err:
-        _fail(err)
+            load_pipeline(config, overrides or [])  # fail fast, before any flow runs
+            check_tracking(mlflow_fallback)
+            from flows.pipeline import pipeline
+
+            if api is not None:
+                api.wait()
+            results = pipeline(str(config), overrides or [], mlflow_fallback)
+        except _user_errors() as err:
+            _fail(err)
     typer.echo(json.dumps({"headline": results["headline"], "mlflow": results["mlflow"]}, indent=2))
 
 

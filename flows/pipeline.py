@@ -125,9 +125,10 @@ class PipelineState:
         entry = self.data["stages"].get(stage)
         return entry if entry and entry.get("hash") == stage_hash else None
 
-    def finish(self, stage: str, stage_hash: str, summary: dict[str, Any], run_ids: list[str]) -> None:
+    def finish(self, stage: str, stage_hash: str, summary: dict[str, Any], run_ids: list[str],
+               seconds: float | None = None) -> None:
         self.data["stages"][stage] = {"hash": stage_hash, "run_ids": run_ids, "finished_at": time.time(),
-                                      "summary": _jsonable(summary)}
+                                      "seconds": seconds, "summary": _jsonable(summary)}
         self.save()
 
     def save(self) -> None:
@@ -205,9 +206,11 @@ def run_stage(stage: str, pipe: ResolvedPipeline, state: PipelineState, parent_i
         return done["summary"]
     before = {r.info.run_id for r in child_runs(parent_id)}
     print(f"[{stage}] running")
+    start = time.perf_counter()
     summary = call()
+    seconds = time.perf_counter() - start
     new = [r.info.run_id for r in child_runs(parent_id) if r.info.run_id not in before]
-    state.finish(stage, pipe.hashes[stage], summary, new)
+    state.finish(stage, pipe.hashes[stage], summary, new, seconds)
     return summary
 
 

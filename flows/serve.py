@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from flows.cli_ops import LOOPBACK, stop_server
+from flows.processes import LOOPBACK, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = ROOT / ".prefect"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli_ops import free_port
+from flows.processes import free_port
 from flows.serve import DEPLOYMENTS, build_deployments, server_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from flows.cli_ops import LOOPBACK, free_port, start_mlflow_server, stop_server, wait_until_healthy
+from flows.cli_ops import start_mlflow_server, wait_until_healthy
+from flows.processes import LOOPBACK, free_port, stop_server
 from tasks import tracking
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -79,8 +79,8 @@ def test_sweep_space_is_validated() -> None:
 
 
 def test_unreachable_mlflow_server_is_an_error_unless_fallback_asked(monkeypatch, capsys) -> None:
-    from flows.cli_ops import free_port
     from flows.pipeline import TrackingUnreachable, check_tracking
+    from flows.processes import free_port
     from tasks import tracking
 
     url = f"http://127.0.0.1:{free_port()}"

@@ -142,3 +142,23 @@ def test_encode_row_adds_bos_and_eos(rows, tok):
     ids, n_masked = encode_row(tok, rows[0]["prompt"], rows[0]["trace"])
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
     assert n_masked == 1 + len(encode(tok, rows[0]["prompt"]))
+
+
+@pytest.mark.parametrize("batching", ["pack", "bucket"])
+def test_curriculum_goes_short_to_long_then_shuffles(rows, tok, batching):
+    exs, _ = make_examples(rows, tok, 512, "split")
+    plain = BatchPlan(exs, 512, 2, batching, 0, seed=1)
+    curriculum = BatchPlan(exs, 512, 2, batching, 0, seed=1, curriculum_epochs=1.5)
+
+    def longest(batch):
+        members = [i for row in batch for i in row] if batching == "pack" else batch
+        return max(len(exs[i]) for i in members)
+
+    first = [longest(b) for b in curriculum.epoch(0)]
+    assert first == sorted(first) and first[0] < first[-1]  # short to long over all of epoch 0
+    assert sorted(map(str, curriculum.epoch(0))) == sorted(map(str, plain.epoch(0)))  # same batches
+    half = round(0.5 * len(curriculum.epoch(1)))  # epoch 1: first half ordered, the rest as shuffled
+    second = [longest(b) for b in curriculum.epoch(1)[:half]]
+    assert second == sorted(second)
+    assert curriculum.epoch(1)[half:] == plain.epoch(1)[half:]
+    assert curriculum.epoch(2) == plain.epoch(2)

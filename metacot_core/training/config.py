@@ -43,6 +43,10 @@ class TrainConfig(BaseModel):
     seq_len: int | None = Field(None, ge=8, description="tokens per row (default: the model's context)")
     overflow: Overflow = Field("split", description="rows longer than seq_len: truncate, split (SoS), drop")
     batching: Batching = Field("pack", description="pack: several traces per row; bucket: similar lengths")
+    curriculum_epochs: float = Field(
+        0, ge=0, description="short-to-long curriculum: the first N epochs (fractions allowed) visit "
+        "micro-batches from the shortest traces to the longest; 0: shuffled from the start"
+    )
     micro_batch_size: int = Field(8, ge=1, description="rows per micro-batch (bucket: same token budget)")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (per worker)")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; None: from epochs")

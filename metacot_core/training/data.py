@@ -297,6 +297,7 @@ class BatchPlan:
     seed: int = 0
     rank: int = 0
     world: int = 1
+    curriculum_epochs: float = 0.0
     _packed: list[list[int]] | None = field(default=None, repr=False)
     _epochs: dict[int, list[list[Any]]] = field(default_factory=dict, repr=False)
 
@@ -308,8 +309,11 @@ class BatchPlan:
                 self._packed = pack_rows(lengths, self.seq_len)
             rows = list(self._packed)
             rng.shuffle(rows)
-            return [rows[i : i + self.micro_batch_size] for i in range(0, len(rows), self.micro_batch_size)]
-        return bucket_batches(lengths, self.micro_batch_size * self.seq_len, rng)
+            size = self.micro_batch_size
+            batches = [rows[i : i + size] for i in range(0, len(rows), size)]
+        else:
+            batches = bucket_batches(lengths, self.micro_batch_size * self.seq_len, rng)
+        return short_to_long(batches, lengths, self.batching, epoch, self.curriculum_epochs)
 
     def epoch(self, epoch: int) -> list[list[Any]]:
         """This rank's micro-batches of `epoch` (every rank gets the same count)."""
@@ -347,6 +351,28 @@ class BatchPlan:
             for spec in specs[i:]:
                 yield epoch, self.collate(spec)
             epoch, i = epoch + 1, 0
+
+
+def short_to_long(batches: list[list[Any]], lengths: Sequence[int], batching: str, epoch: int,
+                  curriculum_epochs: float) -> list[list[Any]]:
+    """The curriculum: during the first `curriculum_epochs` epochs, micro-batches in order of their
+    longest example (stable, so ties keep the shuffled order); the shuffled order after that.
+
+    Why: the ideas of issue 7 include a curriculum from short to long search traces (short traces
+    are the easy searches, found after a few nodes). A fraction f < 1 orders the first f of epoch
+    0 and leaves the rest shuffled; the epoch that crosses the boundary is ordered up to it.
+    """
+    if epoch >= curriculum_epochs:
+        return batches
+    share = min(1.0, curriculum_epochs - epoch)
+    n_ordered = round(share * len(batches))
+
+    def longest(batch: list[Any]) -> int:
+        members = (i for row in batch for i in row) if batching == "pack" else iter(batch)
+        return max((lengths[i] for i in members), default=0)
+
+    head = sorted(batches[:n_ordered], key=longest)
+    return head + batches[n_ordered:]
 
 
 def padding_waste(plan: BatchPlan, epoch: int = 0) -> float:

@@ -150,7 +150,8 @@ def load_data(cfg: SFTConfig, rank: int = 0, world: int = 1, tokenizer: Any = No
     t = cfg.train
     examples, stats = make_examples(rows, tokenizer, seq_len, t.overflow)
     plan = BatchPlan(
-        examples, seq_len, t.micro_batch_size, t.batching, tokenizer.pad_token_id, t.seed, rank, world
+        examples, seq_len, t.micro_batch_size, t.batching, tokenizer.pad_token_id, t.seed, rank, world,
+        t.curriculum_epochs,
     )
     overflow = {"train": stats.to_dict()}
     val = None
