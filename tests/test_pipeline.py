@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Prefect binds its console log handler to sys.stderr when first imported. Imported inside a test,
+# that is pytest's capture stream, closed when the test ends, and the harness test below then logs
+# into a closed file (running this module alone used to fail that way): import it at collection.
+import flows.pipeline  # noqa: F401
 from metacot_core.config import ConfigError
 from metacot_core.pipeline_config import load_pipeline, route_overrides, trial_overrides
 
