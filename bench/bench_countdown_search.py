@@ -17,11 +17,14 @@ import argparse
 import heapq
 import itertools
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 from metacot_core import registry
+from metacot_core.data.config import GenerateConfig
+from metacot_core.data.generate import index_rng, plan_shards, write_shard
 from metacot_core.problems.countdown import CountdownConfig, CountdownDomain, CountdownProblem
 from metacot_core.search.config import SearchConfig, sos_mix
 from metacot_core.traces.sos import SosFormat
@@ -158,6 +161,34 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return out, time.process_time() - cpu, time.perf_counter() - wall
 
 
+def without_search(n: int) -> tuple[float, float]:
+    """(CPU s of the whole generator writing one Parquet shard of n traces, CPU s of its searches).
+
+    The difference is what the generator spends on everything but the search: drawing, linearizing,
+    building rows and writing Parquet, i.e. the rate it could reach if the search took no time.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-cd-") as tmp:
+        cfg = GenerateConfig(counts={"train": n}, shard_size=n, output_dir=tmp, workers=1)
+        problem_cfg, mix, domain = cfg.problem_config(), cfg.strategy_mix(), registry.get_domain(cfg.domain)
+        _, total, _ = _timed(lambda: write_shard(cfg, plan_shards(cfg)[0]))
+
+    def draw_only() -> None:
+        for i in range(n):
+            domain.make(problem_cfg, "train", i, cfg.seed)
+            mix.sample(index_rng(cfg.seed, "train", i))
+
+    def draw_and_search() -> None:
+        for i in range(n):
+            p = domain.make(problem_cfg, "train", i, cfg.seed)
+            rng = index_rng(cfg.seed, "train", i)
+            s = mix.sample(rng)
+            registry.get_search(s.algorithm)(p, s, rng)
+
+    _, draw, _ = _timed(draw_only)
+    _, both, _ = _timed(draw_and_search)
+    return total, both - draw
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=3000, help="problems per measurement")
@@ -218,6 +249,12 @@ def main() -> None:
     print(f"end to end vs reference's measured {REFERENCE_RATE:.0f}/s: {e2e / REFERENCE_RATE:.1f}x "
           f"(target 20x = 3,500/s)")
     print(f"mean trace {chars / n:,.0f} chars; solved {sum(r.solved for r in results) / n:.1%}")
+    total, searching = without_search(n)
+    print(f"generator writing Parquet (draw, search, linearize, rows, Parquet): {n / total:,.0f} traces/s "
+          f"({n / total / REFERENCE_RATE:.1f}x the reference); its searches take {searching / total:.0%}")
+    print(f"  everything but the search: {n / (total - searching):,.0f} traces/s = "
+          f"{n / (total - searching) / REFERENCE_RATE:.1f}x the reference, the ceiling with a search "
+          "that took no time")
 
 
 if __name__ == "__main__":
