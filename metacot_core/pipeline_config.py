@@ -211,9 +211,29 @@ def _build(model: type[Any], data: dict[str, Any], stage: str) -> Any:
 
 def _hash(upstream: str, cfg: BaseModel, exclude: dict[str, Any]) -> str:
     """Hash of a stage config without its wiring fields, chained to the upstream stage's hash."""
-    dumped = cfg.model_dump(mode="json", exclude=exclude)
+    dumped = drop_neutral_defaults(cfg, cfg.model_dump(mode="json", exclude=exclude))
     blob = json.dumps({"upstream": upstream, "config": dumped}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def drop_neutral_defaults(cfg: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+    """`dumped` without the fields marked `hash_neutral` that are at their default, at any depth.
+
+    Why: a field added to a config after experiments were run (with a default that keeps the old
+    behaviour) must not change the hashes of configs that leave it alone; else every stage folder
+    and cached run made before it would be orphaned and redone. Mark such fields with
+    `Field(..., json_schema_extra={"hash_neutral": True})`.
+    """
+    for name, info in type(cfg).model_fields.items():
+        if name not in dumped:
+            continue
+        value = getattr(cfg, name)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("hash_neutral") and value == info.default:
+            dumped.pop(name)
+        elif isinstance(value, BaseModel) and isinstance(dumped[name], dict):
+            drop_neutral_defaults(value, dumped[name])
+    return dumped
 
 
 def resolve(cfg: PipelineConfig) -> ResolvedPipeline:

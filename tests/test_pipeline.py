@@ -49,6 +49,19 @@ def test_a_change_renames_its_stage_and_every_later_one_only() -> None:
     assert no_rl.hashes["evaluate"] != base["evaluate"]
 
 
+def test_a_field_added_later_keeps_earlier_hashes_at_its_default() -> None:
+    from metacot_core.pipeline_config import drop_neutral_defaults
+
+    base = load_pipeline(CPU)
+    assert load_pipeline(CPU, ["sft.train.curriculum_epochs=0"]).hashes == base.hashes
+    on = load_pipeline(CPU, ["sft.train.curriculum_epochs=1"]).hashes
+    assert on["generate"] == base.hashes["generate"] and on["sft"] != base.hashes["sft"]
+    # at its default the field is left out of what is hashed: configs run before it existed keep
+    # their stage folders and cached runs
+    dumped = drop_neutral_defaults(base.sft, base.sft.model_dump(mode="json"))
+    assert "curriculum_epochs" not in dumped["train"] and "lr" in dumped["train"]
+
+
 def test_overrides_route_to_stages() -> None:
     top, per = route_overrides(["sft.train.lr=1e-3", "rl.enabled=false", "name=x", "generate.counts.train=5",
                                 "sweep.num_samples=3"])

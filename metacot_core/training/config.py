@@ -45,7 +45,8 @@ class TrainConfig(BaseModel):
     batching: Batching = Field("pack", description="pack: several traces per row; bucket: similar lengths")
     curriculum_epochs: float = Field(
         0, ge=0, description="short-to-long curriculum: the first N epochs (fractions allowed) visit "
-        "micro-batches from the shortest traces to the longest; 0: shuffled from the start"
+        "micro-batches from the shortest traces to the longest; 0: shuffled from the start",
+        json_schema_extra={"hash_neutral": True},  # added later: at 0, stage hashes stay as they were
     )
     micro_batch_size: int = Field(8, ge=1, description="rows per micro-batch (bucket: same token budget)")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (per worker)")
