@@ -144,3 +144,21 @@ def test_stop_criterion_marks_rows(lm):
 def test_default_stop_strings_for_sos():
     assert "Goal Reached" in default_stop_strings("sos")
     assert default_stop_strings(None) == []
+
+
+def test_a_prompt_near_the_context_end_truncates_instead_of_crashing():
+    """prompt + max_new_tokens beyond the position table (a 10x10 maze prompt with 768 new tokens on
+    a 1024-token model crashed an RL run with an IndexError): the completion stops at the context."""
+    texts = ["a b c d e f g h"]
+    tok = build_tokenizer(texts)
+    cfg = ModelConfig(preset="1m", n_layer=1, d_model=32, n_head=2, context=32)
+    model = build_model(cfg, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, seed=0).eval()
+    long_prompt = " ".join(["a"] * 12)  # ~24 tokens with the spaces and BOS
+    n_prompt = len(encode_prompt(tok, long_prompt))
+    short, full = generate(model, tok, ["b", " ".join(["a"] * 16)], GenerationSettings(
+        max_new_tokens=100, batch_size=2, sort_by_length=False), stop_strings=[], progress=False)
+    assert full.truncated and full.n_tokens == 0  # a prompt that fills the whole context
+    (cut,) = generate(model, tok, [long_prompt], GenerationSettings(max_new_tokens=100), stop_strings=[],
+                      progress=False)
+    assert cut.truncated and 0 < cut.n_tokens <= 32 - n_prompt
+    assert short.n_tokens <= 32 - len(encode_prompt(tok, " ".join(["a"] * 16)))  # padded with the long one

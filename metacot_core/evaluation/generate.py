@@ -174,15 +174,38 @@ def _generated_length(row: list[int], eos: int | None, stopped_at: int, max_new:
     return min(limit, max_new), False
 
 
+def context_length(model: Any) -> int | None:
+    """The model's maximum number of positions (prompt plus generated tokens), when it declares one."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def room_for_tokens(model: Any, prompt_len: int, max_new_tokens: int) -> int:
+    """How many tokens can be generated after a `prompt_len`-token (padded) prompt: `max_new_tokens`,
+    cut to what the context has left, so a long prompt truncates the completion instead of indexing
+    past the position table (an IndexError deep in the model, minutes into an RL run)."""
+    context = context_length(model)
+    if context is None:
+        return max_new_tokens
+    return max(0, min(max_new_tokens, context - prompt_len))
+
+
 @torch.inference_mode()
 def _decode_batch(model: Any, tokenizer: Any, rows: list[list[int]], settings: GenerationSettings,
                   stops: list[str], device: torch.device) -> list[tuple[str, int, bool, str | None]]:
     pad = pad_id(tokenizer)
     ids, mask = left_pad(rows, pad)
+    max_new = room_for_tokens(model, ids.shape[1], settings.max_new_tokens)
+    if max_new == 0:  # the prompt fills the context: nothing can be written
+        return [("", 0, True, None) for _ in rows]
     ids, mask = ids.to(device), mask.to(device)
     stopper = StopOnStrings(tokenizer, stops, ids.shape[1], len(rows))
     kwargs: dict[str, Any] = {
-        "max_new_tokens": settings.max_new_tokens,
+        "max_new_tokens": max_new,
         "pad_token_id": pad,
         "eos_token_id": tokenizer.eos_token_id,
         "use_cache": True,
@@ -196,11 +219,10 @@ def _decode_batch(model: Any, tokenizer: Any, rows: list[list[int]], settings: G
     generated = out[:, ids.shape[1]:].tolist()
     results = []
     for i, row in enumerate(generated):
-        n, ended_eos = _generated_length(row, tokenizer.eos_token_id, stopper.stopped_at[i],
-                                         settings.max_new_tokens)
+        n, ended_eos = _generated_length(row, tokenizer.eos_token_id, stopper.stopped_at[i], max_new)
         text = tokenizer.decode(row[:n], skip_special_tokens=True)
         text, hit = cut_at_stop(text, stops)
-        truncated = hit is None and not ended_eos and n >= settings.max_new_tokens
+        truncated = hit is None and not ended_eos and n >= max_new
         results.append((text, n, truncated, hit))
     return results
 
