@@ -17,8 +17,10 @@ The server runs in its own process group and is stopped by its process id when t
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -125,13 +127,25 @@ def start_local_api(host: str = LOOPBACK) -> LocalApi | None:
     return LocalApi(proc, url, saved)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextmanager
 def local_api() -> Iterator[LocalApi | None]:
-    """The command's temporary API for the duration of the block (call `.wait()` before a flow)."""
+    """The command's temporary API for the duration of the block (call `.wait()` before a flow).
+
+    SIGTERM (`kill <pid>`) ends the command through SystemExit while the block runs, so the server
+    is stopped on the way out instead of outliving a killed pipeline.
+    """
     api = start_local_api()
+    handle = api is not None and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if handle else None
     try:
         yield api
     finally:
+        if handle:
+            signal.signal(signal.SIGTERM, previous)
         if api is not None:
             api.stop()
             _set_api_url(api.saved)
