@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from flows.processes import LOOPBACK, free_port, stop_server
@@ -107,8 +107,14 @@ def needs_temporary_api() -> bool:
     return not settings.api.url and bool(settings.server.ephemeral.enabled)
 
 
-def start_local_api(host: str = LOOPBACK) -> LocalApi | None:
-    """Start the server now (no waiting) and point this process at it; None when not needed."""
+def start_local_api(host: str = LOOPBACK, on_start: Callable[[LocalApi], None] | None = None
+                    ) -> LocalApi | None:
+    """Start the server now (no waiting) and point this process at it; None when not needed.
+
+    `on_start` gets the server as soon as its process exists, so a caller that stops it on the way
+    out does not miss one started just before a SIGTERM. (Blocking SIGTERM around the start would
+    be tighter, but the child inherits the blocked mask and then ignores SIGTERM for good.)
+    """
     if not needs_temporary_api():
         return None
     import prefect
@@ -119,12 +125,14 @@ def start_local_api(host: str = LOOPBACK) -> LocalApi | None:
     cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
            "prefect.server.api.server:create_app", "--host", host, "--port", str(port), "--log-level",
            "error", "--lifespan", "on"]
+    url = f"http://{host}:{port}/api"
     proc = subprocess.Popen(cmd, env={**os.environ, **profile, **EPHEMERAL_ENV}, stdin=subprocess.DEVNULL,
                             start_new_session=True)
-    saved = os.environ.get("PREFECT_API_URL")
-    url = f"http://{host}:{port}/api"
+    api = LocalApi(proc, url, os.environ.get("PREFECT_API_URL"))
+    if on_start is not None:  # at once: from here on, whoever started it stops it
+        on_start(api)
     _set_api_url(url)
-    return LocalApi(proc, url, saved)
+    return api
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -138,14 +146,14 @@ def local_api() -> Iterator[LocalApi | None]:
     SIGTERM (`kill <pid>`) ends the command through SystemExit while the block runs, so the server
     is stopped on the way out instead of outliving a killed pipeline.
     """
-    api = start_local_api()
-    handle = api is not None and threading.current_thread() is threading.main_thread()
+    handle = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if handle else None
+    started: list[LocalApi] = []
     try:
-        yield api
+        yield start_local_api(on_start=started.append)
     finally:
-        if handle:
-            signal.signal(signal.SIGTERM, previous)
-        if api is not None:
+        for api in started:
             api.stop()
             _set_api_url(api.saved)
+        if handle:
+            signal.signal(signal.SIGTERM, previous)

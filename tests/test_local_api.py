@@ -65,37 +65,3 @@ def test_nothing_is_started_when_an_api_is_configured(monkeypatch: pytest.Monkey
         assert api is None
         assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
 
-
-@pytest.mark.e2e
-def test_a_killed_run_stops_its_api_server(tmp_path: Path) -> None:
-    """`kill <pid>` of `metacot run` (SIGTERM) must not leave the temporary API server behind."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "METACOT_HOME": str(tmp_path),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true"}
-    env.pop("PREFECT_API_URL", None)
-    cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--config",
-                            "configs/countdown/pipeline-tiny.yaml", f"output_root={tmp_path / 'runs'}"],
-                           cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        servers: list[psutil.Process] = []
-        while time.monotonic() < deadline and not servers:
-            servers = [c for c in psutil.Process(cli.pid).children()
-                       if "prefect.server.api.server:create_app" in " ".join(c.cmdline())]
-            time.sleep(0.2)
-        assert servers, "the run started no API server"
-        cli.send_signal(signal.SIGTERM)
-        assert cli.wait(timeout=60) != 0
-        gone, alive = psutil.wait_procs(servers, timeout=20)
-        assert not alive, f"server {[p.pid for p in alive]} outlived the killed run"
-    finally:
-        if cli.poll() is None:
-            cli.kill()
