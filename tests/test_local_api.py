@@ -1,67 +1,93 @@
 """The temporary Prefect API that `metacot run` starts before its imports: a flow runs against it,
-it is stopped by process id afterwards, and a server that never answers falls back to Prefect's own."""
+it is stopped by process id afterwards, and a server that never answers falls back to Prefect's own.
+
+Each case runs in a fresh interpreter: whether Prefect would start a temporary API depends on
+process-wide settings that other tests of a session change."""
 
 from __future__ import annotations
 
+import json
 import os
-import urllib.request
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
+
+FLOW_CASE = """
+import json, os, urllib.request
 from flows import local_api
+from prefect import flow, get_client
+
+@flow
+def add(a: int, b: int) -> int:
+    return a + b
+
+out = {}
+with local_api.local_api() as api:
+    out["started"] = api is not None and os.environ["PREFECT_API_URL"] == api.url
+    out["ready"] = api.wait(timeout=120)
+    out["result"] = add(2, 3)
+    with get_client(sync_client=True) as client:
+        out["same_api"] = str(client.api_url).rstrip("/") == api.url
+        out["states"] = [r.state.type.value for r in client.read_flow_runs()]
+out["stopped"] = api.proc.poll() is not None
+out["env_restored"] = "PREFECT_API_URL" not in os.environ
+try:
+    urllib.request.urlopen(f"{api.url}/health", timeout=2)
+    out["still_answers"] = True
+except OSError:
+    out["still_answers"] = False
+print("RESULT" + json.dumps(out))
+"""
+
+DEAD_CASE = """
+import json, os
+from flows import local_api
+api = local_api.start_local_api()
+api.proc.kill()  # whatever the reason, the process is gone before it answered
+out = {"started": api is not None, "ready": api.wait(timeout=5),
+       "env_restored": "PREFECT_API_URL" not in os.environ}
+print("RESULT" + json.dumps(out))
+"""
+
+CONFIGURED_CASE = """
+import json, os
+from flows import local_api
+with local_api.local_api() as api:
+    print("RESULT" + json.dumps({"none": api is None, "url": os.environ["PREFECT_API_URL"]}))
+"""
 
 
-@pytest.fixture
-def no_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No API configured, a throwaway Prefect home: what a first-time user has."""
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.setenv("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
-    local_api._set_api_url(None)
-    yield
-    local_api._set_api_url(None)
+def run_case(code: str, tmp_path: Path, **env: str) -> tuple[dict, str]:
+    base = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true", **env}
+    if "PREFECT_API_URL" not in env:
+        base.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base, capture_output=True, text=True,
+                          timeout=300)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line is not None, done.stderr[-3000:]
+    return json.loads(line[len("RESULT"):]), done.stderr
 
 
 @pytest.mark.e2e
-@pytest.mark.usefixtures("no_api")
-def test_a_flow_runs_against_the_early_api_which_is_stopped_after() -> None:
-    from prefect import flow, get_client
-
-    @flow
-    def add(a: int, b: int) -> int:
-        return a + b
-
-    with local_api.local_api() as api:
-        assert api is not None and os.environ["PREFECT_API_URL"] == api.url
-        assert api.wait(timeout=120)
-        assert add(2, 3) == 5
-        with get_client(sync_client=True) as client:
-            assert str(client.api_url).rstrip("/") == api.url  # not a second temporary server
-            runs = client.read_flow_runs()
-        assert [r.state.type.value for r in runs] == ["COMPLETED"]
-        pid = api.proc.pid
-    assert api.proc.poll() is not None, f"server {pid} still running"
-    assert "PREFECT_API_URL" not in os.environ
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"{api.url}/health", timeout=2)
+def test_a_flow_runs_against_the_early_api_which_is_stopped_after(tmp_path: Path) -> None:
+    out, _ = run_case(FLOW_CASE, tmp_path)
+    assert out["started"] and out["ready"] and out["result"] == 5
+    assert out["same_api"], "the flow started a second temporary server"
+    assert out["states"] == ["COMPLETED"]
+    assert out["stopped"] and out["env_restored"] and not out["still_answers"]
 
 
-@pytest.mark.usefixtures("no_api")
-def test_a_server_that_dies_falls_back_to_prefects_own(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.setattr(local_api, "EPHEMERAL_ENV", {**local_api.EPHEMERAL_ENV,
-                                                     "PREFECT_SERVER_API_KEEPALIVE_TIMEOUT": "not a number"})
-    api = local_api.start_local_api()
-    assert api is not None
-    api.proc.kill()  # whatever the reason, the process is gone before it answered
-    assert api.wait(timeout=5) is False
-    assert "PREFECT_API_URL" not in os.environ  # Prefect starts its own temporary server on first use
-    assert "did not start" in capsys.readouterr().err
+def test_a_server_that_dies_falls_back_to_prefects_own(tmp_path: Path) -> None:
+    out, err = run_case(DEAD_CASE, tmp_path)
+    assert out == {"started": True, "ready": False, "env_restored": True}  # Prefect starts its own
+    assert "did not start" in err
 
 
-def test_nothing_is_started_when_an_api_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-    with local_api.local_api() as api:
-        assert api is None
-        assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
-
+def test_nothing_is_started_when_an_api_is_configured(tmp_path: Path) -> None:
+    out, _ = run_case(CONFIGURED_CASE, tmp_path, PREFECT_API_URL="http://127.0.0.1:9/api")
+    assert out == {"none": True, "url": "http://127.0.0.1:9/api"}
