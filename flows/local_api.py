@@ -3,10 +3,10 @@
 Why: with no Prefect API configured, Prefect starts a temporary API server on the first flow call and
 waits for it: it imports its server package into the calling process (about 2.7 s here) and then
 boots a uvicorn subprocess (about 4 s, 9 s on a first run that creates the database), all on the
-critical path. `metacot run`, `experiment` and `sweep` start that same server (Prefect's API app
-under uvicorn, with the services Prefect runs in its temporary servers) as their very first step, so
-it boots while the command imports torch, transformers and MLflow, and wait for it only just before
-the first flow. `bench/bench_orchestration.py` measures what this saves.
+critical path. `metacot run` starts that same server (Prefect's API app under uvicorn, with the
+services Prefect runs in its temporary servers) as its very first step, so it boots while the
+command imports torch, transformers and MLflow, and waits for it only just before the first flow.
+`bench/bench_orchestration.py` measures what this saves.
 
 Nothing is started when an API URL is configured (environment or Prefect profile) or the profile
 does not allow a temporary server. If the early server does not answer in time, it is stopped, the
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,7 +54,7 @@ class LocalApi:
                     if response.status == 200:
                         self.ready = True
                         return True
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            except OSError:  # URLError, refused connections and timeouts alike
                 pass
             time.sleep(0.1)
         print(f"warning: the local Prefect API at {self.url} did not start; Prefect starts its own",
