@@ -3,6 +3,8 @@
     metacot experiment configs/countdown/sos-vs-solution-cpu.yaml
     metacot experiment configs/countdown/crossover-cpu.yaml --only search sft.train.max_steps=50
     metacot experiment configs/maze/astar-vs-solution-cpu.yaml --dry-run      # resolve and list the arms
+    metacot experiment configs/countdown/sos-vs-solution-gpu-lease.yaml --record-offline
+        # arms run elsewhere by `python -m metacot_core.offline` (see metacot_core/offline.py)
 
 Overrides go to every arm's pipeline (`sft.train.max_steps=50`), except those whose first key is an
 experiment field (`name=`, `experiment=`, `output_dir=`, `base=`). Every arm is resolved before
@@ -30,11 +32,15 @@ ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML (configs/<probl
 OnlyOpt = Annotated[list[str] | None, typer.Option(
     "--only", help="run only this arm (an arm name, or <arm>-<grid point>); repeatable")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="resolve every arm, list them, run nothing")]
+RecordOpt = Annotated[bool, typer.Option(
+    "--record-offline", help="run nothing: record in MLflow the arms that `python -m metacot_core.offline` "
+    "ran (on another machine; copy the arm folders here), and write the results table")]
 
 
 @app.command("experiment")
 def experiment(config: ConfigArg, overrides: OverridesArg = None, only: OnlyOpt = None,
-               dry_run: DryRunOpt = False, mlflow_fallback: FallbackOpt = False) -> None:
+               dry_run: DryRunOpt = False, record_offline: RecordOpt = False,
+               mlflow_fallback: FallbackOpt = False) -> None:
     """Run the arms of an experiment (each a pipeline: generate -> SFT -> RL -> evaluate, finished
     stages reused), then write results.md, results.parquet and plots, and log them to MLflow."""
     from metacot_core.experiment_config import load_experiment
@@ -51,9 +57,14 @@ def experiment(config: ConfigArg, overrides: OverridesArg = None, only: OnlyOpt 
         from flows.pipeline import check_tracking
 
         check_tracking(mlflow_fallback)
-        from flows.experiment import experiment as experiment_flow
+        if record_offline:
+            from flows.offline_record import record_offline as record
 
-        result = experiment_flow(str(config), overrides or [], only or None, mlflow_fallback)
+            result = record(str(config), overrides or [], only or None, mlflow_fallback)
+        else:
+            from flows.experiment import experiment as experiment_flow
+
+            result = experiment_flow(str(config), overrides or [], only or None, mlflow_fallback)
     except _user_errors() as err:
         _fail(err)
     typer.echo(json.dumps({"outputs": result["outputs"], "mlflow": result["mlflow"]}, indent=2))

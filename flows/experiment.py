@@ -26,8 +26,6 @@ metrics; each arm's pipeline run is nested under it.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,55 +34,16 @@ from typing import Any
 import mlflow
 from prefect import flow
 
-from flows.pipeline import PipelineState, check_tracking, run_pipeline
-from metacot_core.data.card import CARD_NAME
+from flows.pipeline import check_tracking, run_pipeline
 from metacot_core.evaluation.results_plots import results_plots
 from metacot_core.evaluation.results_table import ArmResult, markdown_table, results_table, write_table
 from metacot_core.experiment_config import Arm, ResolvedExperiment, load_experiment
-from metacot_core.pipeline_config import ResolvedPipeline
+from metacot_core.pipeline_state import PipelineState, hardware, share_finished_stages
 from tasks import tracking
 
 FLOW_NAME = "metacot-experiment"
 STATE_NAME = "experiment-state.json"
-SHARED_STAGES = ("generate", "sft", "rl")
-STAGE_OUTPUT = {"generate": CARD_NAME, "sft": "final", "rl": "."}
 ROW_METRICS = ("solve_rate", "ci_low", "ci_high", "validity_rate")
-
-
-# ------------------------------------------------------------------------------------- shared stages
-
-
-def stage_dir(pipe: ResolvedPipeline, stage: str) -> Path:
-    return Path(pipe.stage_config(stage).output_dir)
-
-
-def stage_done(pipe: ResolvedPipeline, stage: str) -> dict[str, Any] | None:
-    """The stage's state entry when the pipeline finished it and its output is still there."""
-    entry = PipelineState(pipe.state_path, pipe.key).finished(stage, pipe.hashes[stage])
-    output = stage_dir(pipe, stage) / STAGE_OUTPUT[stage]  # what run_pipeline checks before reusing
-    return entry if entry is not None and output.exists() else None
-
-
-def share_finished_stages(pipe: ResolvedPipeline, others: list[ResolvedPipeline]) -> list[str]:
-    """Link this pipeline's unfinished stages to another arm's finished stage with the same hash."""
-    state = PipelineState(pipe.state_path, pipe.key)
-    shared: list[str] = []
-    for stage in [s for s in pipe.stages() if s in SHARED_STAGES]:
-        if state.finished(stage, pipe.hashes[stage]):
-            continue
-        donor = next((o for o in others if o is not pipe and stage in o.stages()
-                      and o.hashes[stage] == pipe.hashes[stage] and stage_done(o, stage)), None)
-        mine = stage_dir(pipe, stage)
-        if donor is None or (mine.exists() and not mine.is_symlink()):
-            break  # later stages hash over this one: they cannot be shared either
-        if mine.is_symlink():
-            mine.unlink()
-        mine.parent.mkdir(parents=True, exist_ok=True)
-        mine.symlink_to(stage_dir(donor, stage).resolve(), target_is_directory=True)
-        summary = {**stage_done(donor, stage)["summary"], "shared_from": donor.config.name}
-        state.finish(stage, pipe.hashes[stage], summary, [])
-        shared.append(stage)
-    return shared
 
 
 # ---------------------------------------------------------------------------------------------- MLflow
@@ -156,23 +115,13 @@ def arm_result(arm: Arm) -> ArmResult | None:
                      grid=dict(arm.grid), evaluated="rl" if pipe.rl is not None else "sft")
 
 
-def hardware() -> str:
-    """One line: CPU cores and, when present, the GPU that ran it."""
-    import torch
-
-    line = f"{platform.machine()} {os.cpu_count()} CPU cores"
-    if torch.cuda.is_available():
-        line += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return line
-
-
 def results_markdown(exp: ResolvedExperiment, table_md: str, missing: list[str], run_id: str,
-                     command: str) -> str:
+                     command: str, ran_on: str | None = None) -> str:
     cfg = exp.config
     lines = [f"# {cfg.name}", ""]
     if cfg.description:
         lines += [cfg.description.strip(), ""]
-    lines += [f"- command: `{command}`", f"- hardware: {hardware()}",
+    lines += [f"- command: `{command}`", f"- hardware: {ran_on or hardware()}",
               f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
               f"- MLflow: run `{run_id}` (experiment `{cfg.experiment}`) at {mlflow.get_tracking_uri()}",
               "- solve rate: share of held-out problems solved (greedy), 95% Wilson interval; train FLOPs "
@@ -182,16 +131,17 @@ def results_markdown(exp: ResolvedExperiment, table_md: str, missing: list[str],
     return "\n".join([*lines, table_md, ""])
 
 
-def write_results(exp: ResolvedExperiment, run_id: str, command: str) -> tuple[list[dict[str, Any]],
-                                                                                dict[str, Any]]:
-    """results.parquet, results.md, arms.json and plots from every arm that has finished."""
+def write_results(exp: ResolvedExperiment, run_id: str, command: str,
+                  ran_on: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """results.parquet, results.md, arms.json and plots from every arm that has finished; `ran_on`
+    names the hardware when the arms ran elsewhere (default: this machine)."""
     out = exp.root
     grid_keys = list(exp.config.grid)
     results = [r for r in (arm_result(a) for a in exp.arms) if r is not None]
     missing = [a.label for a in exp.arms if all(r.label != a.label for r in results)]
     table = results_table(results, grid_keys)
     rows = table.to_pylist()
-    md = results_markdown(exp, markdown_table(table, grid_keys), missing, run_id, command)
+    md = results_markdown(exp, markdown_table(table, grid_keys), missing, run_id, command, ran_on)
     (out / "results.md").write_text(md)
     arms = {a.label: {"arm": a.arm, "pipeline": a.pipeline.config.name, "config_hash": a.pipeline.key,
                       "grid": a.grid, "overrides": a.overrides, "folder": str(a.pipeline.root)}

@@ -18,7 +18,6 @@ Generation is retried (`generate.retries`); training is not, a re-run resumes it
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -30,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import yaml
 from prefect import flow
 
 from metacot_core.data.card import CARD_NAME
 from metacot_core.pipeline_config import ResolvedPipeline, load_pipeline
+from metacot_core.pipeline_state import PipelineState, dataset_is_current, write_stage_config
 from tasks import tracking
 
 FLOW_NAME = "metacot-pipeline"
@@ -100,73 +99,7 @@ def close_stale_children(parent_id: str) -> list[str]:
     return stale
 
 
-# ------------------------------------------------------------------------------------------------ state
-
-
-class PipelineState:
-    """Finished stages of one pipeline config (keyed by its hash), saved after each stage."""
-
-    def __init__(self, path: Path, key: str) -> None:
-        self.path = path
-        data = json.loads(path.read_text()) if path.is_file() else {}
-        if data.get("key") not in (None, key):
-            data = {}
-        self.data: dict[str, Any] = {"key": key, "parent_run_id": None, "stages": {}, **data}
-
-    @property
-    def parent_run_id(self) -> str | None:
-        return self.data.get("parent_run_id")
-
-    def set_parent(self, run_id: str) -> None:
-        self.data["parent_run_id"] = run_id
-        self.save()
-
-    def finished(self, stage: str, stage_hash: str) -> dict[str, Any] | None:
-        entry = self.data["stages"].get(stage)
-        return entry if entry and entry.get("hash") == stage_hash else None
-
-    def finish(self, stage: str, stage_hash: str, summary: dict[str, Any], run_ids: list[str],
-               seconds: float | None = None) -> None:
-        self.data["stages"][stage] = {"hash": stage_hash, "run_ids": run_ids, "finished_at": time.time(),
-                                      "seconds": seconds, "summary": _jsonable(summary)}
-        self.save()
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        tmp.replace(self.path)
-
-
-def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
-    """What the state keeps of a stage summary: no per-step histories or per-problem lists."""
-    out = json.loads(json.dumps(summary, default=str))
-    out.pop("history", None)
-    return out
-
-
 # ----------------------------------------------------------------------------------------------- stages
-
-
-def write_stage_config(pipe: ResolvedPipeline, stage: str) -> str:
-    """The stage's resolved config as YAML beside the stage folders; the subflow loads exactly this."""
-    path = pipe.root / "configs" / f"{stage}-{pipe.hashes[stage]}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dumped = pipe.stage_config(stage).model_dump(mode="json")
-    path.write_text(yaml.safe_dump(dumped, sort_keys=False))
-    return str(path)
-
-
-def dataset_is_current(pipe: ResolvedPipeline) -> dict[str, Any] | None:
-    """The card of an already generated dataset made by this very config, else None."""
-    card_path = Path(pipe.generate.output_dir) / CARD_NAME
-    if not card_path.is_file():
-        return None
-    card = json.loads(card_path.read_text())
-    mine = pipe.generate.model_dump(mode="json", exclude={"workers", "output_dir", "row_group_size"})
-    theirs = {k: v for k, v in card.get("config", {}).items() if k not in ("workers", "output_dir",
-                                                                           "row_group_size")}
-    return card if theirs == mine else None
 
 
 def stage_generate(pipe: ResolvedPipeline) -> dict[str, Any]:
