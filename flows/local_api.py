@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from flows.processes import LOOPBACK, free_port, stop_server
+from flows.processes import LOOPBACK, die_with_parent, free_port, stop_server
 
 # What Prefect sets for the temporary server it starts itself (prefect.server.api.server):
 # API only, and the subset of services Prefect runs in temporary servers.
@@ -111,8 +111,10 @@ def start_local_api(host: str = LOOPBACK, on_start: Callable[[LocalApi], None] |
     """Start the server now (no waiting) and point this process at it; None when not needed.
 
     `on_start` gets the server as soon as its process exists, so a caller that stops it on the way
-    out does not miss one started just before a SIGTERM. (Blocking SIGTERM around the start would
-    be tighter, but the child inherits the blocked mask and then ignores SIGTERM for good.)
+    out does not miss one started just before a SIGTERM; and on Linux the kernel stops the server
+    when this process dies in any way the caller cannot handle (kill -9, a SIGTERM during the start;
+    see processes.die_with_parent). Blocking SIGTERM around the start would not do: the child
+    inherits the blocked mask and then ignores SIGTERM for good.
     """
     if not needs_temporary_api():
         return None
@@ -126,7 +128,7 @@ def start_local_api(host: str = LOOPBACK, on_start: Callable[[LocalApi], None] |
            "error", "--lifespan", "on"]
     url = f"http://{host}:{port}/api"
     proc = subprocess.Popen(cmd, env={**os.environ, **profile, **EPHEMERAL_ENV}, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=die_with_parent())
     api = LocalApi(proc, url, os.environ.get("PREFECT_API_URL"))
     if on_start is not None:  # at once: from here on, whoever started it stops it
         on_start(api)

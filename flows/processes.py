@@ -6,11 +6,14 @@ its temporary Prefect API as early as it can (flows/local_api.py).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 
 LOOPBACK = "127.0.0.1"
 
@@ -20,6 +23,29 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel send the child SIGTERM when this process dies (Linux).
+
+    It covers what no handler in the parent can: `kill -9`, and a SIGTERM that lands while
+    `subprocess.Popen` is still starting the child. A parent already gone when the child gets there
+    ends the child at once. None elsewhere (the caller's own stop still runs).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> int:

@@ -26,6 +26,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
     "formats": {
         "sos": "metacot_core.traces.sos:SosFormat",
+        "sos-arith": "metacot_core.traces.sos_arith:SosArithFormat",
         "astar": "metacot_core.traces.astar:AstarFormat",
         "mcts": "metacot_core.traces.mcts:MctsFormat",
         "solution": "metacot_core.traces.solution:SolutionFormat",

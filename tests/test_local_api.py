@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,14 @@ out = {"started": api is not None, "ready": api.wait(timeout=5),
 print("RESULT" + json.dumps(out))
 """
 
+KILLED_CASE = """
+import os, signal
+from flows import local_api
+api = local_api.start_local_api()
+print("RESULT" + str(api.proc.pid), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no handler, no atexit: only the kernel can stop the server now
+"""
+
 CONFIGURED_CASE = """
 import json, os
 from flows import local_api
@@ -86,6 +95,31 @@ def test_a_server_that_dies_falls_back_to_prefects_own(tmp_path: Path) -> None:
     out, err = run_case(DEAD_CASE, tmp_path)
     assert out == {"started": True, "ready": False, "env_restored": True}  # Prefect starts its own
     assert "did not start" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_the_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true"}
+    env.pop("PREFECT_API_URL", None)
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:  # files, not pipes: an orphan would hold a pipe
+        done = subprocess.run([sys.executable, "-c", KILLED_CASE], cwd=ROOT, env=env, stdout=stdout,
+                              stderr=stderr, timeout=300)
+    assert done.returncode == -9, err.read_text()[-2000:]
+    pid = int(next(x for x in out.read_text().splitlines() if x.startswith("RESULT"))[len("RESULT"):])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    assert not _alive(pid), f"server {pid} outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"  # a zombie has exited (its reaper is init)
+    except FileNotFoundError:
+        return False
 
 
 def test_nothing_is_started_when_an_api_is_configured(tmp_path: Path) -> None:

@@ -60,8 +60,10 @@ def test_offline_arms_are_recorded_in_mlflow_once_with_their_measurements(
     from flows.offline_record import NotRunOffline, record_offline
     from tasks import tracking
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setattr(tracking, "PROJECT_ROOT", tmp_path)
+    mlflow.set_tracking_uri(uri)  # an earlier test may have pointed MLflow's global URI at its server
     config = _config(tmp_path)
 
     def runs() -> list:

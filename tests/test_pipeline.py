@@ -117,9 +117,10 @@ def test_cli_run_bad_config_prints_one_line(tmp_path: Path) -> None:
     bad.write_text("name: x\nsft:\n  config: configs/countdown/sft-cpu.yaml\n"
                    "  settings: {train: {lr: zero}}\n")
     result = CliRunner().invoke(app, ["run", "--config", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.exception
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: sft: invalid SFTConfig: train.lr:"), result.output
+    assert len(lines) == 1 and lines[0].startswith("error: sft: invalid SFTConfig: train.lr:"), (
+        result.output, repr(result.exception))
     result = CliRunner().invoke(app, ["sweep", "--config", TINY])
     assert result.exit_code == 1 and "no `sweep:` block" in result.output
 
