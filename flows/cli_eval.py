@@ -1,4 +1,4 @@
-"""Evaluation command of `metacot` (mounted at top level): eval.
+"""Evaluation commands of `metacot` (mounted at top level): eval, eval-compare.
 
     metacot eval --checkpoint runs/sft/final --dataset data_out/countdown-cpu
     metacot eval --checkpoint runs/sft/final --dataset data_out/countdown-cpu --split val_target \
@@ -7,6 +7,10 @@
 Prints one line per split (solve rate with its 95% CI, validity, states, teacher comparison) and
 writes the per-problem table, summary.json and plots under `output_dir`. A bad config, checkpoint
 or dataset prints one line naming the problem and exits with status 1.
+
+    metacot eval-compare runs/eval/search-arith runs/eval/solution --name-a arith --name-b solution
+
+compares two evaluations of the same problems problem by problem (exact McNemar test).
 """
 
 from __future__ import annotations
@@ -59,3 +63,41 @@ def eval_command(
     for line in summary_lines(summary):
         typer.echo(line)
     typer.echo(json.dumps({"output_dir": cfg.output_dir, "mlflow_run_id": summary.get("mlflow_run_id")}))
+
+
+@app.command("eval-compare")
+def eval_compare(
+    a: Annotated[Path, typer.Argument(help="first evaluation folder (or its table.parquet)")],
+    b: Annotated[Path, typer.Argument(help="second evaluation folder, same problems")],
+    score: Annotated[list[str] | None, typer.Option(
+        "--score", help="solved (strict) and/or answer_solved (SoS's answer-only); repeatable")] = None,
+    name_a: Annotated[str, typer.Option(help="label of the first")] = "a",
+    name_b: Annotated[str, typer.Option(help="label of the second")] = "b",
+    experiment: Annotated[str, typer.Option(help="MLflow experiment of the comparison run")] = "metacot",
+    no_track: Annotated[bool, typer.Option("--no-track", help="print only, no MLflow run")] = False,
+) -> None:
+    """Compare two evaluations problem by problem: rates, discordant problems, exact McNemar p-value
+    (see metacot_core/evaluation/paired.py); logged to MLflow as an `eval-compare` run."""
+    from metacot_core.evaluation.paired import CompareError, compare, markdown
+
+    try:
+        results = [r for s in (score or ["solved", "answer_solved"]) for r in compare(a, b, s)]
+    except CompareError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    table = markdown(results, name_a, name_b)
+    typer.echo(table)
+    if no_track:
+        return
+    import mlflow
+
+    from tasks.tracking import stage_run
+
+    params = {"a": str(a), "b": str(b), "name_a": name_a, "name_b": name_b}
+    name = f"eval-compare-{name_a}-vs-{name_b}"
+    with stage_run(name, experiment, params, {"stage": "eval-compare"}) as run:
+        mlflow.log_metrics({f"{r.split}.{r.score}.{k}": float(getattr(r, k))
+                            for r in results for k in ("a_rate", "b_rate", "a_only", "b_only", "p_value")})
+        mlflow.log_text(table, "compare.md")
+        mlflow.log_dict([r.to_dict() for r in results], "compare.json")
+    typer.echo(json.dumps({"mlflow_run_id": run.info.run_id}))

@@ -23,7 +23,7 @@ TABLE_SCHEMA = pa.schema([
     ("teacher_trace_tokens", pa.int64()), ("teacher_algorithm", pa.string()),
     ("teacher_any_solved", pa.bool_()), ("teacher_json", pa.string()),
     ("alignment_json", pa.string()), ("closest_strategy", pa.string()), ("alignment_max", pa.float64()),
-    ("optimal_length", pa.int64()), ("astar_tokens", pa.int64()),
+    ("optimal_length", pa.int64()), ("astar_tokens", pa.int64()), ("answer_solved", pa.bool_()),
 ])
 
 
