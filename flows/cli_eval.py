@@ -45,7 +45,7 @@ def eval_command(
     args = (overrides or [], str(checkpoint), str(dataset), split or None, parent_run_id)
     try:
         from flows.evaluate import build_eval_config
-        from tasks.evaluate import check_inputs
+        from metacot_core.evaluation.runner import check_inputs
 
         cfg = build_eval_config(path, *args)
         check_inputs(cfg)  # fail fast, before Prefect starts

@@ -21,8 +21,8 @@ from prefect import flow
 
 from metacot_core.config import load_config
 from metacot_core.evaluation.config import EvalConfig
+from metacot_core.evaluation.runner import check_inputs, run_evaluation
 from tasks.evaluate import (
-    check_inputs,
     checkpoint_run_id,
     evaluate_task,
     load_checkpoint_task,
@@ -30,7 +30,6 @@ from tasks.evaluate import (
     log_evaluation,
     log_evaluation_task,
     report_task,
-    run_evaluation,
 )
 from tasks.tracking import configure, stage_run
 

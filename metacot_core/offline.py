@@ -39,18 +39,12 @@ EXECUTED_KEY = "executed_offline"
 
 
 def _generate(pipe: ResolvedPipeline) -> dict[str, Any]:
-    from metacot_core.data.card import build_card, write_card
-    from metacot_core.data.generate import plan_shards, write_shard
+    from metacot_core.data.generate import checked_plan, finish_dataset, write_shard
 
     gen = pipe.generate
     start = time.perf_counter()
-    shards = [write_shard(gen, spec) for spec in plan_shards(gen)]
-    rows = sum(s["n_rows"] for s in shards if not s["skipped"])
-    run = {"seconds": round(time.perf_counter() - start, 3), "shards": len(shards), "rows_written": rows,
-           "workers": 1}
-    card = build_card(gen.output_dir, gen.model_dump(mode="json"), {"generation": run})
-    write_card(gen.output_dir, card)
-    return card
+    shards = [write_shard(gen, spec) for spec in checked_plan(gen)]
+    return finish_dataset(gen, shards, time.perf_counter() - start, workers=1)
 
 
 def _sft(pipe: ResolvedPipeline) -> dict[str, Any]:
@@ -71,19 +65,9 @@ def _rl(pipe: ResolvedPipeline) -> dict[str, Any]:
 
 
 def _evaluate(pipe: ResolvedPipeline, checkpoint: str) -> dict[str, Any]:
-    from metacot_core.evaluation.generate import load_checkpoint
-    from metacot_core.evaluation.report import write_report
-    from metacot_core.evaluation.runner import evaluate_items, load_items, summarize
+    from metacot_core.evaluation.runner import run_evaluation
 
-    ev = pipe.evaluate.model_copy(update={"checkpoint": checkpoint})
-    model, tokenizer = load_checkpoint(ev.checkpoint, ev.generation.device)
-    items = load_items(ev.dataset, ev.splits, ev.max_problems, ev.format)
-    start = time.perf_counter()
-    records = evaluate_items(model, tokenizer, items, ev)
-    summary = summarize(records, ev)
-    summary["seconds"] = round(time.perf_counter() - start, 3)
-    write_report(records, summary, ev.output_dir)
-    return summary
+    return run_evaluation(pipe.evaluate.model_copy(update={"checkpoint": checkpoint}))[1]
 
 
 def _stage(stage: str, pipe: ResolvedPipeline, state: PipelineState, call: Callable[[], dict[str, Any]],

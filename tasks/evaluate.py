@@ -1,7 +1,8 @@
 """Evaluation steps as Prefect tasks, and the MLflow logging of their outputs.
 
-`run_evaluation(cfg)` does the whole evaluation in this process (load checkpoint and problems, decode,
-judge, compare with the teacher, write table/summary/plots); the flow calls the same steps as tasks.
+`run_evaluation(cfg)` (metacot_core.evaluation.runner) does the whole evaluation in this process (load
+checkpoint and problems, decode, judge, compare with the teacher, write table/summary/plots); the flow
+calls the same steps as tasks.
 `log_evaluation` attaches metrics and files to an MLflow run by id, so it works from any thread.
 """
 
@@ -20,23 +21,11 @@ from metacot_core.evaluation.config import EvalConfig
 from metacot_core.evaluation.generate import load_checkpoint
 from metacot_core.evaluation.metrics import flat_metrics
 from metacot_core.evaluation.report import write_report
-from metacot_core.evaluation.runner import EvalItem, evaluate_items, load_items, summarize
+from metacot_core.evaluation.runner import EvalItem, evaluate_loaded, load_items
 
 # Files a checkpoint may carry that name the MLflow run that trained it (first key found wins).
 RUN_ID_FILES = ("metacot.json", "sft_config.json", "rl_config.json")
 RUN_ID_KEYS = ("mlflow_run_id", "run_id")
-
-
-def check_inputs(cfg: EvalConfig) -> None:
-    """Fail fast with one line naming the missing input."""
-    if not cfg.checkpoint:
-        raise ValueError("checkpoint: no checkpoint directory given (--checkpoint DIR)")
-    if not cfg.dataset:
-        raise ValueError("dataset: no dataset directory given (--dataset DIR)")
-    if not Path(cfg.checkpoint).is_dir():
-        raise FileNotFoundError(f"{cfg.checkpoint}: checkpoint directory not found")
-    if not Path(cfg.dataset).exists():
-        raise FileNotFoundError(f"{cfg.dataset}: dataset folder not found")
 
 
 def checkpoint_run_id(checkpoint: str | Path) -> str | None:
@@ -54,26 +43,6 @@ def checkpoint_run_id(checkpoint: str | Path) -> str | None:
             if isinstance(value, str) and value:
                 return value
     return None
-
-
-def evaluate_loaded(cfg: EvalConfig, model: Any, tokenizer: Any,
-                    items: list[EvalItem]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Records and summary for already loaded model and problems (timing included in the summary)."""
-    start = time.perf_counter()
-    records = evaluate_items(model, tokenizer, items, cfg)
-    summary = summarize(records, cfg)
-    summary["seconds"] = round(time.perf_counter() - start, 3)
-    return records, summary
-
-
-def run_evaluation(cfg: EvalConfig) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """The whole evaluation without Prefect or MLflow: (records, summary, written paths)."""
-    check_inputs(cfg)
-    model, tokenizer = load_checkpoint(cfg.checkpoint, cfg.generation.device)
-    items = load_items(cfg.dataset, cfg.splits, cfg.max_problems, cfg.format)
-    records, summary = evaluate_loaded(cfg, model, tokenizer, items)
-    paths = write_report(records, summary, cfg.output_dir)
-    return records, summary, paths
 
 
 def log_evaluation(run_id: str, summary: dict[str, Any], paths: dict[str, Any]) -> None:

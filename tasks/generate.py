@@ -26,11 +26,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
-from metacot_core.data.card import CARD_NAME, build_card, write_card
+from metacot_core.data.card import CARD_NAME
 from metacot_core.data.config import GenerateConfig
-from metacot_core.data.generate import ShardSpec, plan_shards, write_shard, write_shard_from_dicts
-from metacot_core.data.schema import DatasetError
-from metacot_core.data.writer import remove_stale_temporaries
+from metacot_core.data.generate import (
+    ShardSpec,
+    checked_plan,
+    finish_dataset,
+    write_shard,
+    write_shard_from_dicts,
+)
 from tasks.ray_runtime import ensure_ray
 
 log = logging.getLogger(__name__)
@@ -41,16 +45,6 @@ SHARD_RETRIES = 3
 # The remote function is a core function (pickled by reference), so workers import metacot_core
 # only, not this module with its Prefect and MLflow imports (seconds per worker).
 _write_shard_remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(write_shard_from_dicts)
-
-
-def _check_no_stale_shards(cfg: GenerateConfig, specs: list[ShardSpec]) -> None:
-    """Refuse to finish a dataset holding shard files this plan does not make (e.g. counts lowered)."""
-    planned = {spec.path(cfg.output_dir).resolve() for spec in specs}
-    root = Path(cfg.output_dir)
-    for path in sorted(root.glob("*/part-*.parquet")):
-        if path.resolve() not in planned:
-            raise DatasetError(f"{path}: shard not in this generation plan (counts or shard_size "
-                               "changed?); use a new output_dir or delete it")
 
 
 def _run_in_process(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
@@ -85,10 +79,7 @@ def _run_on_ray(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[
 
 def run_generation(cfg: GenerateConfig, progress: bool = True) -> list[dict[str, Any]]:
     """Write every shard of `cfg` (resuming finished ones); returns per-shard stats in plan order."""
-    specs = plan_shards(cfg)
-    _check_no_stale_shards(cfg, specs)
-    if Path(cfg.output_dir).exists():
-        remove_stale_temporaries(cfg.output_dir)
+    specs = checked_plan(cfg)
     with tqdm(total=len(specs), desc="shards", unit="shard", disable=not progress) as bar:
         if cfg.workers == 1:
             return _run_in_process(cfg, specs, bar)
@@ -99,15 +90,7 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict[str, An
     """Generate, then write the card (with run figures); returns the card."""
     start = time.perf_counter()
     shards = run_generation(cfg, progress=progress)
-    elapsed = time.perf_counter() - start
-    written = [s for s in shards if not s["skipped"]]
-    rows_written = sum(s["n_rows"] for s in written)
-    run = {"seconds": round(elapsed, 3), "shards": len(shards), "shards_resumed": len(shards) - len(written),
-           "rows_written": rows_written, "traces_per_s": round(rows_written / elapsed, 2) if elapsed else 0.0,
-           "workers": cfg.workers}
-    card = build_card(cfg.output_dir, cfg.model_dump(mode="json"), {"generation": run})
-    write_card(cfg.output_dir, card)
-    return card
+    return finish_dataset(cfg, shards, time.perf_counter() - start, cfg.workers)
 
 
 def card_metrics(card: dict[str, Any]) -> dict[str, float]:

@@ -98,7 +98,7 @@ def _cfg(checkpoint: Path, dataset: Path, out: Path, **extra) -> EvalConfig:
 
 
 def test_maze_eval_writes_table_summary_plots(checkpoint, maze_dataset, tmp_path):
-    from tasks.evaluate import run_evaluation
+    from metacot_core.evaluation.runner import run_evaluation
 
     cfg = _cfg(checkpoint, maze_dataset, tmp_path / "out", teacher={"mix": MAZE_MIX}, pass_k=[1])
     records, summary, paths = run_evaluation(cfg)

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from metacot_core import registry
+from metacot_core.data.card import build_card, write_card
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.reader import shard_stats
 from metacot_core.data.schema import DatasetError, count_trace_tokens
-from metacot_core.data.writer import ShardWriter, shard_name
+from metacot_core.data.writer import ShardWriter, remove_stale_temporaries, shard_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,34 @@ def plan_shards(cfg: GenerateConfig) -> list[ShardSpec]:
         for shard, start in enumerate(range(0, count, cfg.shard_size)):
             specs.append(ShardSpec(split, shard, start, min(start + cfg.shard_size, count)))
     return specs
+
+
+def checked_plan(cfg: GenerateConfig) -> list[ShardSpec]:
+    """`plan_shards`, after refusing a folder that holds shard files this plan does not make (e.g. the
+    counts were lowered) and clearing temporaries a killed run left."""
+    specs = plan_shards(cfg)
+    planned = {spec.path(cfg.output_dir).resolve() for spec in specs}
+    root = Path(cfg.output_dir)
+    for path in sorted(root.glob("*/part-*.parquet")):
+        if path.resolve() not in planned:
+            raise DatasetError(f"{path}: shard not in this generation plan (counts or shard_size "
+                               "changed?); use a new output_dir or delete it")
+    if root.exists():
+        remove_stale_temporaries(root)
+    return specs
+
+
+def finish_dataset(cfg: GenerateConfig, shards: list[dict[str, Any]], seconds: float,
+                   workers: int) -> dict[str, Any]:
+    """Write the dataset card, with the run's figures, once every shard is written; returns it."""
+    written = [s for s in shards if not s["skipped"]]
+    rows_written = sum(s["n_rows"] for s in written)
+    run = {"seconds": round(seconds, 3), "shards": len(shards), "shards_resumed": len(shards) - len(written),
+           "rows_written": rows_written, "traces_per_s": round(rows_written / seconds, 2) if seconds else 0.0,
+           "workers": workers}
+    card = build_card(cfg.output_dir, cfg.model_dump(mode="json"), {"generation": run})
+    write_card(cfg.output_dir, card)
+    return card
 
 
 def index_rng(seed: int, split: str, index: int) -> random.Random:

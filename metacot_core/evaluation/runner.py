@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from tqdm.auto import tqdm
 
 from metacot_core.evaluation.answer import answer_solved
 from metacot_core.evaluation.config import EvalConfig
-from metacot_core.evaluation.generate import Completion, default_stop_strings, generate
+from metacot_core.evaluation.generate import Completion, default_stop_strings, generate, load_checkpoint
 from metacot_core.evaluation.judge import Judgement, LineShapes, join_prompt, judge
 from metacot_core.evaluation.metrics import alignment, split_metrics
+from metacot_core.evaluation.report import write_report
 from metacot_core.evaluation.teacher import check_tree, run_strategies
 from metacot_core.problems.base import Problem
 from metacot_core.search.config import SearchConfig
@@ -249,3 +251,35 @@ def summarize(records: Sequence[dict[str, Any]], cfg: EvalConfig) -> dict[str, A
         "dataset": cfg.dataset,
         "generation": cfg.generation.model_dump(),
     }
+
+
+def check_inputs(cfg: EvalConfig) -> None:
+    """Fail fast with one line naming the missing input."""
+    if not cfg.checkpoint:
+        raise ValueError("checkpoint: no checkpoint directory given (--checkpoint DIR)")
+    if not cfg.dataset:
+        raise ValueError("dataset: no dataset directory given (--dataset DIR)")
+    if not Path(cfg.checkpoint).is_dir():
+        raise FileNotFoundError(f"{cfg.checkpoint}: checkpoint directory not found")
+    if not Path(cfg.dataset).exists():
+        raise FileNotFoundError(f"{cfg.dataset}: dataset folder not found")
+
+
+def evaluate_loaded(cfg: EvalConfig, model: Any, tokenizer: Any,
+                    items: list[EvalItem]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Records and summary for already loaded model and problems (timing included in the summary)."""
+    start = time.perf_counter()
+    records = evaluate_items(model, tokenizer, items, cfg)
+    summary = summarize(records, cfg)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    return records, summary
+
+
+def run_evaluation(cfg: EvalConfig) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """The whole evaluation without Prefect or MLflow: (records, summary, written paths)."""
+    check_inputs(cfg)
+    model, tokenizer = load_checkpoint(cfg.checkpoint, cfg.generation.device)
+    items = load_items(cfg.dataset, cfg.splits, cfg.max_problems, cfg.format)
+    records, summary = evaluate_loaded(cfg, model, tokenizer, items)
+    paths = write_report(records, summary, cfg.output_dir)
+    return records, summary, paths

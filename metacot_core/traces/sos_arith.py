@@ -34,11 +34,11 @@ from metacot_core.problems.base import Problem
 from metacot_core.search.events import Event
 from metacot_core.search.result import SearchResult
 from metacot_core.traces.base import Reason, Verdict
-from metacot_core.traces.sos import SosFormat
+from metacot_core.traces.sos import _INT, _OP, SosFormat
 
 CALC_PREFIX = "Calc: "
-_EXPLORE_OP = re.compile(r"Exploring Operation: (\d{1,30})([-+*/])(\d{1,30})=(\d{1,30}), ")
-_CALC_HEAD = re.compile(r"Calc: (\d{1,30})([-+*/])(\d{1,30}): .*, so (\d{1,30})")
+_EXPLORE_OP = re.compile(rf"Exploring Operation: {_OP}, ")  # a, op, b, result, as in the sos grammar
+_CALC_HEAD = re.compile(rf"Calc: {_INT}([-+*/]){_INT}: .*, so {_INT}")
 
 
 def _digits(n: int) -> list[int]:
