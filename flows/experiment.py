@@ -7,9 +7,10 @@
 Every arm (x grid point; see metacot_core.experiment_config) is resolved before anything runs, then
 the arms run one after another through `flows.pipeline.run_pipeline`, so each arm has the pipeline's
 caching and resume: a killed experiment started again skips the arms and stages that finished and
-resumes the one that was running. Grid points run in sequence too, not as Ray Tune trials: a pipeline
-is a chain of Prefect subflows (a Tune trial would run it in a Ray worker process without the flow
-run, as flows/sweep.py does for SFT alone), and on a small machine one SFT run already uses every core.
+resumes the one that was running. With a `tune:` block in the config (the crossover configs have one)
+the arms run instead as Ray Tune trials, side by side, with core calls in the Ray workers, and are
+recorded in MLflow afterwards (flows/experiment_tune.py says why and how); same folders, caching and
+resume.
 
 Arms whose stages are identical (same stage hash: e.g. two grid points that differ only in SFT
 settings share the dataset; an RL arm shares its SFT with the arm without RL) do not redo them: the
@@ -182,11 +183,23 @@ def run_experiment(config_path: str, overrides: list[str] | None = None, only: l
     client = mlflow.MlflowClient()
     command = " ".join(["metacot experiment", config_path, *(overrides or []),
                         *(f"--only {name}" for name in only or [])])
+    failed: list[str] = []
     try:
-        for arm in selected:
-            run_arm(arm, exp, parent_id, state, mlflow_fallback)
-        rows, paths = write_results(exp, parent_id, command)
+        if exp.config.runs_with_tune:
+            from flows.experiment_tune import run_and_record
+
+            failed, ran_on = run_and_record(exp, selected, config_path, overrides or [], parent_id, state)
+        else:
+            ran_on = None
+            for arm in selected:
+                run_arm(arm, exp, parent_id, state, mlflow_fallback)
+        rows, paths = write_results(exp, parent_id, command, ran_on)
         log_results(parent_id, rows, paths)
+        if failed:
+            from flows.experiment_tune import ArmsFailed
+
+            raise ArmsFailed("some Tune trials failed (the finished arms are recorded; run the command "
+                             "again to resume):\n" + "\n".join(failed))
     except BaseException:
         client.set_terminated(parent_id, status="FAILED")
         raise

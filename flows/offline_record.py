@@ -24,11 +24,13 @@ from mlflow.entities import Metric, Param
 
 from flows.experiment import STATE_NAME, log_results, open_parent, write_results
 from flows.pipeline import check_tracking, headline_metrics
+from metacot_core.data.card import CARD_NAME
 from metacot_core.experiment_config import Arm, load_experiment
 from metacot_core.offline import EXECUTED_KEY, HISTORY_NAME
 from metacot_core.pipeline_state import PipelineState
 from tasks import tracking
 from tasks.evaluate import log_evaluation
+from tasks.generate import log_dataset
 
 SFT_STEP_METRICS = ("loss", "val_loss", "lr", "tokens_per_sec", "grad_norm")
 
@@ -104,11 +106,28 @@ def record_arm(arm: Arm, parent_id: str, state: PipelineState, executed: dict[st
     paths = {"table": eval_dir / "table.parquet", "summary": eval_dir / "summary.json",
              "plots": sorted((eval_dir / "plots").glob("*.png"))}
     log_evaluation(run_id, summary, paths)
+    card = Path(pipe.generate.output_dir) / CARD_NAME
+    if card.is_file():  # the dataset as the run's MLflow input, as the pipeline's generate stage logs it
+        log_dataset(json.loads(card.read_text()), pipe.generate.output_dir, run_id)
     for config in sorted((pipe.root / "configs").glob("*.yaml")):
         client.log_artifact(run_id, str(config), artifact_path="configs")
     client.set_terminated(run_id, status="FINISHED")
     state.set_parent(run_id)
     return run_id
+
+
+def record_arms(found: list[tuple[Arm, PipelineState, dict[str, Any]]], parent_id: str,
+                exp_state: PipelineState) -> str:
+    """Record each (arm, state, execution record) under the experiment's run; returns the line that
+    says where they ran, for the results table."""
+    for arm, state, executed in found:
+        run_id = record_arm(arm, parent_id, state, executed)
+        exp_state.finish(arm.label, arm.pipeline.key, {"recorded_offline": True}, [run_id])
+        print(f"recorded arm {arm.label} (ran on {executed['hardware']}): MLflow run {run_id}")
+    ran_on = sorted({executed["hardware"] for _, _, executed in found})
+    started = sorted(executed.get("started_at", "") for _, _, executed in found)
+    by = sorted({executed.get("by", "") for _, _, executed in found})
+    return f"{'; '.join(ran_on)} (run by {', '.join(by)} from {started[0]}; recorded here)" if found else ""
 
 
 def record_offline(config_path: str, overrides: list[str] | None = None, only: list[str] | None = None,
@@ -123,15 +142,9 @@ def record_offline(config_path: str, overrides: list[str] | None = None, only: l
     parent_id = open_parent(exp, exp_state)
     client = mlflow.MlflowClient()
     client.set_tag(parent_id, EXECUTED_KEY, "true")
-    ran_on = sorted({executed["hardware"] for _, _, executed in found})
-    started = sorted(executed.get("started_at", "") for _, _, executed in found)
-    for arm, state, executed in found:
-        run_id = record_arm(arm, parent_id, state, executed)
-        exp_state.finish(arm.label, arm.pipeline.key, {"recorded_offline": True}, [run_id])
-        print(f"recorded arm {arm.label} (ran on {executed['hardware']}): MLflow run {run_id}")
+    ran = record_arms(found, parent_id, exp_state)
     command = " ".join(["python -m metacot_core.offline", config_path, *(overrides or []),
                         *(f"--only {name}" for name in only or [])])
-    ran = f"{'; '.join(ran_on)} (ran offline from {started[0]}; recorded here)"
     rows, paths = write_results(exp, parent_id, command, ran_on=ran)
     log_results(parent_id, rows, paths)
     client.set_terminated(parent_id, status="FINISHED")

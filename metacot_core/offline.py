@@ -85,10 +85,16 @@ def _stage(stage: str, pipe: ResolvedPipeline, state: PipelineState, call: Calla
     return summary
 
 
-def run_pipeline_offline(pipe: ResolvedPipeline) -> dict[str, Any]:
-    """Every stage of one pipeline in this process, skipping finished ones; returns the summaries."""
+def run_pipeline_offline(pipe: ResolvedPipeline, by: str = "metacot_core.offline",
+                         stop_after: str | None = None,
+                         make_dataset: Callable[[ResolvedPipeline], dict[str, Any]] | None = None,
+                         ) -> dict[str, Any]:
+    """Every stage of one pipeline in this process (up to `stop_after`), skipping finished ones;
+    returns the summaries. `by` says in the state file what ran it (recorded in MLflow later);
+    `make_dataset` replaces the in-process generation (e.g. with Ray's, where Ray is installed)."""
+    generate = make_dataset or _generate
     state = PipelineState(pipe.state_path, pipe.key)
-    state.data[EXECUTED_KEY] = {"hardware": hardware(), "by": "metacot_core.offline",
+    state.data[EXECUTED_KEY] = {"hardware": hardware(), "by": by,
                                 "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     state.save()
     data_dir = Path(pipe.generate.output_dir)
@@ -97,7 +103,9 @@ def run_pipeline_offline(pipe: ResolvedPipeline) -> dict[str, Any]:
         print(f"[generate] {data_dir} already holds this config's dataset: reusing it", flush=True)
         state.finish("generate", pipe.hashes["generate"], {"content_hash": card["content_hash"],
                                                            "cached": True}, [])
-    results = {"generate": _stage("generate", pipe, state, lambda: _generate(pipe), data_dir / CARD_NAME)}
+    results = {"generate": _stage("generate", pipe, state, lambda: generate(pipe), data_dir / CARD_NAME)}
+    if stop_after == "generate":
+        return results
     final = Path(pipe.sft.output_dir) / "final"
     results["sft"] = _stage("sft", pipe, state, lambda: _sft(pipe), final)
     checkpoint = str(final)

@@ -111,7 +111,7 @@ def test_offline_arms_are_recorded_in_mlflow_once_with_their_measurements(
     [row] = [r for r in rows if r["arm"] == "search"]
     assert row["solve_rate"] == pytest.approx(solve) and row["n"] == 4
     md = (out / "results.md").read_text()
-    assert f"- hardware: {state[EXECUTED_KEY]['hardware']} (ran offline from" in md
+    assert f"- hardware: {state[EXECUTED_KEY]['hardware']} (run by metacot_core.offline from" in md
     assert "python -m metacot_core.offline" in md
 
     before = {r.info.run_id for r in runs()}
