@@ -67,6 +67,13 @@ def experiment(config: ConfigArg, overrides: OverridesArg = None, only: OnlyOpt 
             result = experiment_flow(str(config), overrides or [], only or None, mlflow_fallback)
     except _user_errors() as err:
         _fail(err)
+    except Exception as err:
+        from flows.experiment_tune import ArmsFailed
+
+        if not isinstance(err, ArmsFailed):
+            raise
+        typer.echo(f"error: {err}", err=True)  # one line per failed trial
+        raise typer.Exit(1) from None
     typer.echo(json.dumps({"outputs": result["outputs"], "mlflow": result["mlflow"]}, indent=2))
 
 

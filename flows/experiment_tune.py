@@ -58,6 +58,12 @@ def make_datasets(exp: ResolvedExperiment, arms: list[Arm]) -> None:
                              stop_after="generate", make_dataset=lambda pipe: generate_dataset(pipe.generate))
 
 
+def last_line(error: BaseException) -> str:
+    """The raised exception's own line from a Ray error (whose text is the whole remote traceback)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def run_group(config: dict[str, Any], setup: dict[str, Any]) -> None:
     """One Tune trial: the arms of one group in order, each reported when its evaluation finishes."""
     import torch
@@ -105,7 +111,8 @@ def run_trials(exp: ResolvedExperiment, arms: list[Arm], settings: TuneArms, con
                                       storage_path=str((exp.root / "tune").resolve()), verbose=verbose),
         )
         results = tuner.fit()
-        return [f"{', '.join(r.config['labels'])}: {r.error}" for r in results if r.error is not None]
+        return [f"{', '.join(r.config['labels'])}: {last_line(r.error)} (traceback: {r.path}/error.txt)"
+                for r in results if r.error is not None]
     finally:
         if started:
             import ray

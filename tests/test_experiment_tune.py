@@ -67,7 +67,7 @@ def test_grid_as_tune_trials_records_arms_and_resumes_after_a_failed_trial(
     blocker.parent.mkdir(parents=True)
     blocker.write_text("a file where the SFT folder goes: its trial fails")
 
-    with pytest.raises(ArmsFailed, match="solution-max_steps4"):
+    with pytest.raises(ArmsFailed, match=r"solution-max_steps4: NotADirectoryError: .* \(traceback: "):
         run_experiment(config)
 
     def runs() -> list:
