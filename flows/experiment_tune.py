@@ -79,7 +79,7 @@ def run_group(config: dict[str, Any], setup: dict[str, Any]) -> None:
         arm = by_label[label]
         share_finished_stages(arm.pipeline, pipes)
         start = time.perf_counter()
-        results = run_pipeline_offline(arm.pipeline, by=f"Ray Tune trial {trial}")
+        results = run_pipeline_offline(arm.pipeline, by="Ray Tune trial", trial=trial)
         splits = (results["evaluate"].get("splits") or {}).values()
         rates = [s["model"]["solve_rate"] for s in splits if "solve_rate" in s.get("model", {})]
         tune.report({"arms_finished": done, "seconds": time.perf_counter() - start,

@@ -83,7 +83,8 @@ def record_arm(arm: Arm, parent_id: str, state: PipelineState, executed: dict[st
     tags = {"stage": "pipeline", "pipeline.name": pipe.config.name, "config_hash": pipe.key,
             "mlflow.parentRunId": parent_id, "experiment.arm": arm.label, EXECUTED_KEY: "true",
             "executed.hardware": executed["hardware"], "executed.by": executed.get("by", ""),
-            "executed.started_at": executed.get("started_at", "")}
+            "executed.started_at": executed.get("started_at", ""),
+            "executed.trial": executed.get("trial") or ""}
     run_id = client.create_run(exp_id, run_name=f"pipeline-{pipe.config.name}", tags=tags).info.run_id
     params = {f"hash.{k}": v for k, v in pipe.hashes.items()} | {"name": pipe.config.name,
                                                                  "rl.enabled": str(pipe.rl is not None)}
@@ -127,7 +128,9 @@ def record_arms(found: list[tuple[Arm, PipelineState, dict[str, Any]]], parent_i
     ran_on = sorted({executed["hardware"] for _, _, executed in found})
     started = sorted(executed.get("started_at", "") for _, _, executed in found)
     by = sorted({executed.get("by", "") for _, _, executed in found})
-    return f"{'; '.join(ran_on)} (run by {', '.join(by)} from {started[0]}; recorded here)" if found else ""
+    trials = {executed["trial"] for _, _, executed in found if executed.get("trial")}
+    by_text = ", ".join(by) + (f" ({len(trials)} trial{'s' if len(trials) > 1 else ''})" if trials else "")
+    return f"{'; '.join(ran_on)} (run by {by_text} from {started[0]}; recorded here)" if found else ""
 
 
 def record_offline(config_path: str, overrides: list[str] | None = None, only: list[str] | None = None,

@@ -88,13 +88,13 @@ def _stage(stage: str, pipe: ResolvedPipeline, state: PipelineState, call: Calla
 def run_pipeline_offline(pipe: ResolvedPipeline, by: str = "metacot_core.offline",
                          stop_after: str | None = None,
                          make_dataset: Callable[[ResolvedPipeline], dict[str, Any]] | None = None,
-                         ) -> dict[str, Any]:
+                         trial: str | None = None) -> dict[str, Any]:
     """Every stage of one pipeline in this process (up to `stop_after`), skipping finished ones;
-    returns the summaries. `by` says in the state file what ran it (recorded in MLflow later);
-    `make_dataset` replaces the in-process generation (e.g. with Ray's, where Ray is installed)."""
+    returns the summaries. `by` (and `trial`, the Tune trial's name) say in the state file what ran
+    it, for MLflow later; `make_dataset` replaces the in-process generation (e.g. with Ray's)."""
     generate = make_dataset or _generate
     state = PipelineState(pipe.state_path, pipe.key)
-    state.data[EXECUTED_KEY] = {"hardware": hardware(), "by": by,
+    state.data[EXECUTED_KEY] = {"hardware": hardware(), "by": by, "trial": trial,
                                 "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     state.save()
     data_dir = Path(pipe.generate.output_dir)

@@ -78,12 +78,13 @@ def test_grid_as_tune_trials_records_arms_and_resumes_after_a_failed_trial(
     pipelines = [r for r in runs() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert [r.data.tags["experiment.arm"] for r in pipelines] == ["solution-max_steps2"]
     for run in pipelines:
-        assert run.data.tags["executed.by"].startswith("Ray Tune trial")
+        assert run.data.tags["executed.by"] == "Ray Tune trial" and run.data.tags["executed.trial"]
         assert "val_target.solve_rate" in run.data.metrics
     history = mlflow.MlflowClient().get_metric_history(pipelines[0].info.run_id, "sft.loss")
     assert max(m.step for m in history) == 2
     out = tmp_path / "out" / "tiny-tune"
-    assert "Not finished yet: solution-max_steps4" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "Not finished yet: solution-max_steps4" in md and "(run by Ray Tune trial (1 trial) from" in md
     # the dataset is made once, before the trials; the other grid point links to it
     made, linked = (Path(a.pipeline.generate.output_dir) for a in exp.arms)
     assert not made.is_symlink() and linked.is_symlink() and (linked / "card.json").is_file()
