@@ -82,21 +82,16 @@ def _locked(path: Path):
 
 
 def ensure_dataset(pipe: ResolvedPipeline) -> dict[str, Any]:
-    """The trial's dataset: reused when a card made by this config exists, else generated in-process."""
+    """The trial's dataset: reused when a card made by this config exists, else generated in-process
+    (one worker: the trial holds its own CPUs) by the pipeline's generation step."""
     from flows.pipeline import dataset_is_current
-    from metacot_core.data.card import build_card, write_card
-    from metacot_core.data.generate import plan_shards, write_shard
+    from tasks.generate import generate_dataset
 
     with _locked(Path(f"{pipe.generate.output_dir}.lock")):
         card = dataset_is_current(pipe)
         if card is not None:
             return card
-        cfg = pipe.generate.model_copy(update={"workers": 1})
-        for spec in plan_shards(cfg):
-            write_shard(cfg, spec)
-        card = build_card(cfg.output_dir, cfg.model_dump(mode="json"), {"generation": {"workers": 1}})
-        write_card(cfg.output_dir, card)
-        return card
+        return generate_dataset(pipe.generate.model_copy(update={"workers": 1}), progress=False)
 
 
 def held_out_solve_rate(pipe: ResolvedPipeline, checkpoint: str, n_problems: int) -> dict[str, float]:
