@@ -29,7 +29,7 @@ from typing import Any
 
 from metacot_core.experiment_config import Arm, ResolvedExperiment, TuneArms, load_experiment, trial_groups
 from metacot_core.offline import run_pipeline_offline
-from metacot_core.pipeline_state import PipelineState, share_finished_stages
+from metacot_core.pipeline_state import PipelineState, share_finished_stages, stage_done
 
 
 class ArmsFailed(RuntimeError):
@@ -38,12 +38,7 @@ class ArmsFailed(RuntimeError):
 
 def pending(arms: list[Arm]) -> list[Arm]:
     """Arms whose evaluation has not finished (or whose output is gone)."""
-    def evaluated(arm: Arm) -> bool:
-        pipe = arm.pipeline
-        entry = PipelineState(pipe.state_path, pipe.key).finished("evaluate", pipe.hashes["evaluate"])
-        return entry is not None and (Path(pipe.evaluate.output_dir) / "summary.json").is_file()
-
-    return [a for a in arms if not evaluated(a)]
+    return [a for a in arms if stage_done(a.pipeline, "evaluate") is None]
 
 
 def make_datasets(exp: ResolvedExperiment, arms: list[Arm]) -> None:

@@ -21,7 +21,7 @@ from metacot_core.data.card import CARD_NAME
 from metacot_core.pipeline_config import ResolvedPipeline
 
 SHARED_STAGES = ("generate", "sft", "rl")
-STAGE_OUTPUT = {"generate": CARD_NAME, "sft": "final", "rl": "."}
+STAGE_OUTPUT = {"generate": CARD_NAME, "sft": "final", "rl": ".", "evaluate": "summary.json"}
 
 
 class PipelineState:
