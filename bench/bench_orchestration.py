@@ -38,7 +38,7 @@ def direct(config: str, overrides: list[str], times_path: Path) -> None:
     from metacot_core.evaluation.generate import load_checkpoint
     from metacot_core.evaluation.report import write_report
     from metacot_core.evaluation.runner import evaluate_items, load_items, summarize
-    from metacot_core.pipeline_config import load_pipeline
+    from metacot_core.pipeline.config import load_pipeline
     from metacot_core.rl.runner import run as run_rl
     from metacot_core.training import sft
 

@@ -109,7 +109,8 @@ def our_loop(
 
 
 def ray_run(cfg: SFTConfig, workers: int, cpus: int) -> float:
-    from tasks.sft import run_ray
+    from metacot_core.pipeline.tracker import NullTracker
+    from tasks.sft import train_on_ray
 
     cfg = cfg.model_copy(
         update={
@@ -124,7 +125,7 @@ def ray_run(cfg: SFTConfig, workers: int, cpus: int) -> float:
         }
     )
     cfg, _ = sft.prepare_run(cfg)
-    return float(run_ray(cfg, None)["tokens_per_sec"])
+    return float(train_on_ray(cfg, NullTracker().step_logger())["tokens_per_sec"])
 
 
 def main() -> None:

@@ -63,16 +63,15 @@ def generate(
     from metacot_core.config import load_config
     from metacot_core.data.config import GenerateConfig
 
-    load_config(GenerateConfig, config, overrides or [])  # fail fast, before Prefect starts
-    path = str(config) if config is not None else None
-    if no_flow:
-        from flows.generate_traces import generate_without_prefect
+    cfg = load_config(GenerateConfig, config, overrides or [])  # fail fast, before Prefect starts
+    from flows.generate_traces import generate_traces, generate_untracked
+    from tasks.tracking import check_tracking
 
-        card = generate_without_prefect(path, overrides or [], track=not no_track)
+    if no_flow and no_track:
+        card = generate_untracked(cfg)
     else:
-        from flows.generate_traces import generate_traces
-
-        card = generate_traces(path, overrides or [])
+        check_tracking()
+        card = generate_traces.fn(cfg) if no_flow else generate_traces(cfg)
     _print_json(card)
 
 

@@ -49,14 +49,18 @@ def eval_command(
 
         cfg = build_eval_config(path, *args)
         check_inputs(cfg)  # fail fast, before Prefect starts
-        if no_flow:
-            from flows.evaluate import evaluate_without_prefect
+        from flows.evaluate import evaluate
 
-            summary = evaluate_without_prefect(cfg, track=not no_track)
+        if no_flow and no_track:
+            from metacot_core.pipeline.stages import run_evaluate
+            from metacot_core.pipeline.tracker import NullTracker
+
+            summary = run_evaluate(cfg, NullTracker())
         else:
-            from flows.evaluate import evaluate
+            from tasks.tracking import check_tracking
 
-            summary = evaluate(path, *args)
+            check_tracking()
+            summary = evaluate.fn(cfg) if no_flow else evaluate(cfg)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
@@ -89,15 +93,13 @@ def eval_compare(
     typer.echo(table)
     if no_track:
         return
-    import mlflow
-
-    from tasks.tracking import stage_run
+    from tasks.tracking import MlflowTracker
 
     params = {"a": str(a), "b": str(b), "name_a": name_a, "name_b": name_b}
-    name = f"eval-compare-{name_a}-vs-{name_b}"
-    with stage_run(name, experiment, params, {"stage": "eval-compare"}) as run:
-        mlflow.log_metrics({f"{r.split}.{r.score}.{k}": float(getattr(r, k))
-                            for r in results for k in ("a_rate", "b_rate", "a_only", "b_only", "p_value")})
-        mlflow.log_text(table, "compare.md")
-        mlflow.log_dict([r.to_dict() for r in results], "compare.json")
-    typer.echo(json.dumps({"mlflow_run_id": run.info.run_id}))
+    tracker = MlflowTracker(experiment)
+    with tracker.run(f"eval-compare-{name_a}-vs-{name_b}", {"stage": "eval-compare"}, params) as run_id:
+        tracker.log_metrics({f"{r.split}.{r.score}.{k}": float(getattr(r, k))
+                             for r in results for k in ("a_rate", "b_rate", "a_only", "b_only", "p_value")})
+        tracker.log_text(table, "compare.md")
+        tracker.log_dict([r.to_dict() for r in results], "compare.json")
+    typer.echo(json.dumps({"mlflow_run_id": run_id}))

@@ -4,7 +4,7 @@
     metacot experiment configs/countdown/crossover-cpu.yaml --only search sft.train.max_steps=50
     metacot experiment configs/maze/astar-vs-solution-cpu.yaml --dry-run      # resolve and list the arms
     metacot experiment configs/countdown/sos-vs-solution-gpu-lease.yaml --record-offline
-        # arms run elsewhere by `python -m metacot_core.offline` (see metacot_core/offline.py)
+        # arms run elsewhere by `python -m metacot_core.pipeline.offline` (see metacot_core/offline.py)
 
 Overrides go to every arm's pipeline (`sft.train.max_steps=50`), except those whose first key is an
 experiment field (`name=`, `experiment=`, `output_dir=`, `base=`). Every arm is resolved before
@@ -33,7 +33,8 @@ OnlyOpt = Annotated[list[str] | None, typer.Option(
     "--only", help="run only this arm (an arm name, or <arm>-<grid point>); repeatable")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="resolve every arm, list them, run nothing")]
 RecordOpt = Annotated[bool, typer.Option(
-    "--record-offline", help="run nothing: record in MLflow the arms that `python -m metacot_core.offline` "
+    "--record-offline", help="run nothing: record in MLflow the arms that "
+    "`python -m metacot_core.pipeline.offline` "
     "ran (on another machine; copy the arm folders here), and write the results table")]
 
 
@@ -43,7 +44,7 @@ def experiment(config: ConfigArg, overrides: OverridesArg = None, only: OnlyOpt 
                mlflow_fallback: FallbackOpt = False) -> None:
     """Run the arms of an experiment (each a pipeline: generate -> SFT -> RL -> evaluate, finished
     stages reused), then write results.md, results.parquet and plots, and log them to MLflow."""
-    from metacot_core.experiment_config import load_experiment
+    from metacot_core.pipeline.experiment import load_experiment
 
     try:
         exp = load_experiment(config, overrides or [])  # every arm, before Prefect starts

@@ -54,7 +54,7 @@ def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: Fall
     with local_api() as api:
         try:
             from flows.pipeline import check_tracking
-            from metacot_core.pipeline_config import load_pipeline
+            from metacot_core.pipeline.config import load_pipeline
 
             load_pipeline(config, overrides or [])  # fail fast, before any flow runs
             check_tracking(mlflow_fallback)
@@ -71,7 +71,7 @@ def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: Fall
 @app.command("sweep")
 def sweep(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: FallbackOpt = False) -> None:
     """Ray Tune sweep over the config's `sweep.space` with ASHA early stopping; writes best-config.yaml."""
-    from metacot_core.pipeline_config import load_pipeline
+    from metacot_core.pipeline.config import load_pipeline
 
     try:
         pipe = load_pipeline(config, overrides or [])

@@ -50,15 +50,12 @@ def sft(
 
     path = str(config) if config is not None else None
     try:
-        load_config(SFTConfig, path, overrides or [])  # fail fast, before Prefect or Ray start
-        if no_flow:
-            from flows.train_sft import train_sft_without_prefect
+        cfg = load_config(SFTConfig, path, overrides or [])  # fail fast, before Prefect or Ray start
+        from flows.train_sft import train_sft
+        from tasks.tracking import check_tracking
 
-            summary = train_sft_without_prefect(path, overrides or [])
-        else:
-            from flows.train_sft import train_sft
-
-            summary = train_sft(path, overrides or [])
+        check_tracking()
+        summary = train_sft.fn(cfg) if no_flow else train_sft(cfg)
     except _user_errors() as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
@@ -88,15 +85,12 @@ def rl(
     try:
         if method is not None and method not in ("star", "grpo"):
             raise ValueError(f"--method: {method!r} is not star or grpo")
-        load_rl_config(path, overrides, method)  # fail fast, before Prefect starts
-        if no_flow:
-            from flows.train_rl import train_rl_without_prefect
+        cfg = load_rl_config(path, overrides, method)  # fail fast, before Prefect starts
+        from flows.train_rl import train_rl
+        from tasks.tracking import check_tracking
 
-            summary = train_rl_without_prefect(path, overrides or [], method)
-        else:
-            from flows.train_rl import train_rl
-
-            summary = train_rl(path, overrides or [], method)
+        check_tracking()
+        summary = train_rl.fn(cfg) if no_flow else train_rl(cfg)
     except _user_errors() as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None

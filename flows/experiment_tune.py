@@ -6,10 +6,10 @@ side by side, on local Ray or on the cluster in RAY_ADDRESS.
 
 Why trials run the core pipeline, not the Prefect one: a Prefect pipeline is a chain of subflows that
 must run in the flow's process, and a Tune trial runs in a Ray worker. So each trial runs its arms with
-`metacot_core.offline.run_pipeline_offline` (the same stage folders, hashes, state file, stage reuse
-and SFT checkpoint resume as the Prefect pipeline), and the experiment flow records every finished arm
-in MLflow afterwards exactly as `--record-offline` does (a nested pipeline run with the per-step SFT
-loss, the evaluation tables and plots, tagged with the hardware and the trial that ran it).
+`metacot_core.pipeline.offline.run_pipeline_offline` (the one stage loop with an event-log tracker: the
+same stage folders, hashes, state file, stage reuse and SFT checkpoint resume as the Prefect
+pipeline), and the experiment flow replays every finished arm's logs into MLflow afterwards exactly as
+`--record-offline` does (the same runs a direct run makes, tagged with the hardware and the trial).
 
 Order of work: the datasets first, in this process (grid points share theirs; making one dataset in
 several trials at once would race), then one trial per group of arms that share an SFT stage
@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metacot_core.experiment_config import Arm, ResolvedExperiment, TuneArms, load_experiment, trial_groups
-from metacot_core.offline import run_pipeline_offline
-from metacot_core.pipeline_state import PipelineState, share_finished_stages, stage_done
+from metacot_core.pipeline.experiment import Arm, ResolvedExperiment, TuneArms, load_experiment, trial_groups
+from metacot_core.pipeline.offline import run_pipeline_offline
+from metacot_core.pipeline.stages import run_generate
+from metacot_core.pipeline.state import PipelineState, share_finished_stages, stage_done
 
 
 class ArmsFailed(RuntimeError):
@@ -44,13 +45,18 @@ def pending(arms: list[Arm]) -> list[Arm]:
 def make_datasets(exp: ResolvedExperiment, arms: list[Arm]) -> None:
     """Every dataset the arms need, each made once (the rest link to it), before any trial starts;
     generation fans its shards out over Ray as the pipeline's generate stage does."""
-    from tasks.generate import generate_dataset
-
     pipes = [a.pipeline for a in exp.arms]
     for arm in arms:
         share_finished_stages(arm.pipeline, pipes)
         run_pipeline_offline(arm.pipeline, by="metacot experiment (dataset before the Tune trials)",
-                             stop_after="generate", make_dataset=lambda pipe: generate_dataset(pipe.generate))
+                             stop_after="generate", call=ray_generation)
+
+
+def ray_generation(stage: str, cfg: Any, tracker: Any) -> dict[str, Any]:
+    """The generate stage with its shards on Ray (the only stage made before the trials)."""
+    from tasks.generate import generate_dataset
+
+    return run_generate(cfg, tracker, make=generate_dataset)
 
 
 def last_line(error: BaseException) -> str:
@@ -123,10 +129,11 @@ def run_and_record(exp: ResolvedExperiment, arms: list[Arm], config_path: str, o
 
     assert exp.config.tune is not None
     failed = run_trials(exp, arms, exp.config.tune, config_path, overrides)
+    experiment = exp.config.experiment
     found = []
     for arm in arms:
         try:
             found.append((arm, *arm_state(arm)))
         except NotRunOffline:  # failed in its trial, or finished earlier by the Prefect pipeline
             continue
-    return failed, record_arms(found, parent_id, exp_state) or None
+    return failed, record_arms(found, parent_id, exp_state, experiment) or None

@@ -7,7 +7,8 @@ Run it:
 The MLflow run (`generate-traces`, nested under a pipeline run when there is one) gets the flattened
 config as params, the card's figures as metrics (rows, solved rate, traces/s, trace-length
 percentiles), card.json as an artifact, and the dataset folder as a run input whose digest is the
-dataset's content hash. `generate_without_prefect` does the same steps without Prefect (`--no-flow`).
+dataset's content hash (metacot_core.pipeline.stages.run_generate). `generate_traces.fn(cfg)` runs
+the same steps without Prefect (`--no-flow`).
 """
 
 from __future__ import annotations
@@ -19,37 +20,21 @@ from prefect import flow
 
 from metacot_core.config import load_config
 from metacot_core.data.config import GenerateConfig
-from tasks.generate import generate_dataset, generate_task, log_dataset, log_dataset_task
-from tasks.tracking import stage_run
-
-STAGE = "generate-traces"
-
-
-def _tags(cfg: GenerateConfig) -> dict[str, str]:
-    return {"stage": STAGE, "domain": cfg.domain, "config_hash": cfg.content_hash()}
+from metacot_core.pipeline.stages import GENERATE_RUN, run_generate
+from tasks.generate import generate_dataset, generate_task
+from tasks.tracking import MlflowTracker
 
 
-@flow(name=STAGE, log_prints=True)
-def generate_traces(config_path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Load the config, generate every shard (Ray or in-process), write the card, log to MLflow."""
-    cfg = load_config(GenerateConfig, config_path, overrides or [])
-    with stage_run(STAGE, params=cfg.model_dump(mode="json"), tags=_tags(cfg)) as run:
-        card = generate_task(cfg)
-        log_dataset_task(card, cfg.output_dir, run.info.run_id)
-    return card
+@flow(name=GENERATE_RUN, log_prints=True)
+def generate_traces(cfg: GenerateConfig) -> dict[str, Any]:
+    """Every shard (Ray or in-process), the card, and the MLflow run."""
+    return run_generate(cfg, MlflowTracker(), make=generate_task)
 
 
-def generate_without_prefect(config_path: str | None = None, overrides: list[str] | None = None,
-                             track: bool = True) -> dict[str, Any]:
-    """The flow's steps as plain calls (no Prefect API start-up); `track=False` skips MLflow too."""
-    cfg = load_config(GenerateConfig, config_path, overrides or [])
-    if not track:
-        return generate_dataset(cfg)
-    with stage_run(STAGE, params=cfg.model_dump(mode="json"), tags=_tags(cfg)) as run:
-        card = generate_dataset(cfg)
-        log_dataset(card, cfg.output_dir, run.info.run_id)
-    return card
+def generate_untracked(cfg: GenerateConfig) -> dict[str, Any]:
+    """The dataset and its card with nothing logged (`--no-mlflow`)."""
+    return generate_dataset(cfg)
 
 
 if __name__ == "__main__":
-    generate_traces(sys.argv[1] if len(sys.argv) > 1 else None, sys.argv[2:])
+    generate_traces(load_config(GenerateConfig, sys.argv[1] if len(sys.argv) > 1 else None, sys.argv[2:]))

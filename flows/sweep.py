@@ -3,7 +3,7 @@
     metacot sweep --config configs/countdown/sweep-cpu.yaml
     metacot sweep --config configs/countdown/sweep-cpu.yaml sweep.num_samples=8
 
-The config is a pipeline config (metacot_core.pipeline_config) with a `sweep:` block: a search space
+The config is a pipeline config (metacot_core.pipeline.config) with a `sweep:` block: a search space
 over dotted pipeline keys (`sft.train.lr`, `sft.model.n_layer`, `generate.counts.train`,
 `generate.format`, ...), the number of samples, the ranking metric and the trial resources.
 
@@ -31,7 +31,7 @@ from typing import Any
 import mlflow
 import yaml
 
-from metacot_core.pipeline_config import (
+from metacot_core.pipeline.config import (
     ResolvedPipeline,
     SweepParam,
     SweepSettings,
@@ -82,16 +82,13 @@ def _locked(path: Path):
 
 
 def ensure_dataset(pipe: ResolvedPipeline) -> dict[str, Any]:
-    """The trial's dataset: reused when a card made by this config exists, else generated in-process
-    (one worker: the trial holds its own CPUs) by the pipeline's generation step."""
-    from flows.pipeline import dataset_is_current
-    from tasks.generate import generate_dataset
+    """The trial's dataset: the stage loop's generate stage in this process (the trial holds its own
+    CPUs), reused when a card made by this config exists; trials needing the same one wait here."""
+    from metacot_core.pipeline.loop import run_pipeline
+    from metacot_core.pipeline.tracker import NullTracker
 
     with _locked(Path(f"{pipe.generate.output_dir}.lock")):
-        card = dataset_is_current(pipe)
-        if card is not None:
-            return card
-        return generate_dataset(pipe.generate.model_copy(update={"workers": 1}), progress=False)
+        return run_pipeline(pipe, NullTracker(), stop_after="generate")["generate"]
 
 
 def held_out_solve_rate(pipe: ResolvedPipeline, checkpoint: str, n_problems: int) -> dict[str, float]:
@@ -119,8 +116,9 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
+    from metacot_core.pipeline.stages import absolute_paths
     from metacot_core.training import sft
-    from tasks.sft import MlflowStepLogger, absolute_paths
+    from tasks.tracking import MlflowStepLogger
 
     os.chdir(setup["cwd"])  # Tune starts trials in their own folder; the config's paths are relative
     torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
@@ -215,8 +213,9 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from flows.pipeline import check_tracking, close_stale_children
+    from metacot_core.pipeline.loop import close_stale_children
     from tasks.ray_runtime import ensure_ray
+    from tasks.tracking import MlflowTracker, check_tracking
 
     pipe = load_pipeline(config_path, overrides or [])
     settings = pipe.config.sweep
@@ -246,7 +245,7 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
                 run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=verbose),
             )
             results = tuner.fit()
-            unfinished = close_stale_children(parent.info.run_id)  # stopped by ASHA or failed
+            unfinished = close_stale_children(MlflowTracker(), parent.info.run_id)  # stopped by ASHA, failed
             best = best_trial(results, settings)
             if best is None:
                 raise RuntimeError(f"no trial reported {settings.metric}; see {storage / 'tune'}")

@@ -5,7 +5,7 @@ Run it:
     python -m flows.train_rl configs/countdown/rl-star-cpu.yaml star.iterations=2
 
 Rerunning the same command after an interruption resumes from the last checkpoint in output_dir.
-`train_rl_without_prefect` runs the same steps as plain calls (`--no-flow`).
+`train_rl.fn(cfg)` runs the same steps without Prefect (`--no-flow`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from prefect import flow
 
 from metacot_core.config import load_config
 from metacot_core.rl.config import RLConfig
-from tasks.rl import rl_task, run_rl
+from tasks.rl import rl_task
+from tasks.tracking import MlflowTracker
 
 
 def load_rl_config(config_path: str | None, overrides: list[str] | None = None,
@@ -30,16 +31,10 @@ def load_rl_config(config_path: str | None, overrides: list[str] | None = None,
 
 
 @flow(name="train_rl", log_prints=True)
-def train_rl(config_path: str | None = None, overrides: list[str] | None = None,
-             method: str | None = None) -> dict[str, Any]:
-    """Load the config, run STaR or GRPO (resuming when output_dir has a checkpoint), log to MLflow."""
-    return rl_task(load_rl_config(config_path, overrides, method))
-
-
-def train_rl_without_prefect(config_path: str | None = None, overrides: list[str] | None = None,
-                             method: str | None = None, track: bool = True) -> dict[str, Any]:
-    return run_rl(load_rl_config(config_path, overrides, method), track=track)
+def train_rl(cfg: RLConfig) -> dict[str, Any]:
+    """Run STaR or GRPO (resuming when output_dir has a checkpoint), logged to MLflow."""
+    return rl_task(cfg, MlflowTracker())
 
 
 if __name__ == "__main__":
-    train_rl(sys.argv[1] if len(sys.argv) > 1 else None, sys.argv[2:])
+    train_rl(load_rl_config(sys.argv[1] if len(sys.argv) > 1 else None, sys.argv[2:]))

@@ -1,4 +1,7 @@
-"""Parallel trace generation: one Ray task per shard, plus the Prefect task wrappers the flow uses.
+"""Parallel trace generation: one Ray task per shard, plus the Prefect task wrapper the flow uses.
+
+The tracked stage (run, params, the card's figures, the dataset as an input) is
+`metacot_core.pipeline.stages.run_generate`; this module is how its shards are made (`make=`).
 
 `run_generation(cfg)` writes every shard of the plan and returns their stats:
   - workers=1 runs the shards in this process, without Ray (Ray's start-up costs seconds, which
@@ -16,17 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import ray
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
-from metacot_core.data.card import CARD_NAME
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.generate import (
     ShardSpec,
@@ -93,56 +92,7 @@ def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict[str, An
     return finish_dataset(cfg, shards, time.perf_counter() - start, cfg.workers)
 
 
-def card_metrics(card: dict[str, Any]) -> dict[str, float]:
-    """The card's headline numbers as flat MLflow metrics."""
-    metrics: dict[str, float] = {"rows": card["n_rows"], "solved_rate": card["solved_rate"]}
-    for split, info in card["splits"].items():
-        metrics[f"rows.{split}"] = info["rows"]
-        metrics[f"solved_rate.{split}"] = info["solved_rate"]
-    for key in ("trace_tokens", "trace_chars", "n_expanded"):
-        for stat, value in card[key].items():
-            metrics[f"{key}.{stat}"] = value
-    gen = card.get("generation", {})
-    for key in ("traces_per_s", "seconds", "shards_resumed"):
-        if key in gen:
-            metrics[key] = gen[key]
-    return metrics
-
-
-def log_dataset(card: dict[str, Any], output_dir: str | Path, run_id: str, name: str | None = None) -> None:
-    """Log the card (metrics, artifact) and the dataset as an input of MLflow run `run_id`.
-
-    The input is a metadata-only dataset (no pandas, nothing loaded): its source is the folder and
-    its digest the content hash, so runs on the same data show the same dataset in MLflow.
-    The run is addressed by id, so this works from any thread or process a task runs in.
-    """
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag, Metric
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    root = Path(output_dir).resolve()
-    client = mlflow.MlflowClient()
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in card_metrics(card).items()])
-    client.log_artifact(run_id, str(root / CARD_NAME))
-    client.set_tag(run_id, "dataset.content_hash", card["content_hash"])
-    with warnings.catch_warnings():
-        # MLflow registers the local source twice (schemes "" and "file") and warns it cannot choose.
-        warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(str(root))
-    dataset = MetaDataset(source, name=name or root.name, digest=card["content_hash"][:36])
-    tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="generated")]
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)])
-
-
 @task(name="generate-shards", cache_policy=NO_CACHE)
 def generate_task(cfg: GenerateConfig) -> dict[str, Any]:
     """Prefect wrapper: every shard (Ray or in-process) and the card."""
     return generate_dataset(cfg, progress=True)
-
-
-@task(name="log-dataset", cache_policy=NO_CACHE)
-def log_dataset_task(card: dict[str, Any], output_dir: str, run_id: str) -> None:
-    """Prefect wrapper: attach the dataset to the stage's MLflow run (by id: tasks may run elsewhere)."""
-    log_dataset(card, output_dir, run_id)

@@ -120,7 +120,7 @@ def test_maze_eval_writes_table_summary_plots(checkpoint, maze_dataset, tmp_path
 
 @pytest.mark.e2e
 def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tmp_path, tracking_store):
-    from flows.evaluate import evaluate_without_prefect
+    from flows.evaluate import evaluate
 
     tracking.configure("metacot")
     with mlflow.start_run(run_name="sft") as parent:
@@ -128,7 +128,7 @@ def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tm
     parent_end = mlflow.get_run(parent.info.run_id).info.end_time
     cfg = _cfg(checkpoint, sos_dataset, tmp_path / "out", parent_run_id=parent.info.run_id,
                teacher={"node_budget": 200})
-    summary = evaluate_without_prefect(cfg)
+    summary = evaluate.fn(cfg)
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.info.run_name == "evaluate" and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id

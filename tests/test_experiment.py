@@ -19,7 +19,7 @@ from metacot_core.evaluation.results_table import (
     training_tokens,
     write_table,
 )
-from metacot_core.experiment_config import grid_slug, load_experiment, split_overrides
+from metacot_core.pipeline.experiment import grid_slug, load_experiment, split_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "configs/countdown/pipeline-tiny.yaml"
@@ -112,7 +112,7 @@ def test_a_bad_key_in_any_arm_fails_before_anything_runs(tmp_path: Path,
     def must_not_run(*args, **kwargs):
         raise AssertionError("an arm ran although another arm's config is invalid")
 
-    monkeypatch.setattr(experiment_flow, "run_pipeline", must_not_run)
+    monkeypatch.setattr(experiment_flow, "run_pipeline_flow", must_not_run)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     data = _tiny(tmp_path)
     data["arms"]["solution"].append("sft.trian.lr=1")  # the second arm is the bad one
@@ -286,7 +286,7 @@ def test_plots_are_written(tmp_path: Path) -> None:
 def test_identical_stages_of_another_arm_are_linked_not_redone(tmp_path: Path) -> None:
     from flows.experiment import share_finished_stages
     from flows.pipeline import PipelineState
-    from metacot_core.pipeline_config import load_pipeline
+    from metacot_core.pipeline.config import load_pipeline
 
     base = [f"output_root={tmp_path}", "rl.enabled=false"]
     donor = load_pipeline(TINY, [*base, "name=donor"])

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from metacot_core.experiment_config import load_experiment, trial_groups
+from metacot_core.pipeline.experiment import load_experiment, trial_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "configs/countdown/pipeline-tiny.yaml"

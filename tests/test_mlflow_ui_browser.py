@@ -62,9 +62,10 @@ def logged_run(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     previous = mlflow.get_tracking_uri()
     try:
-        with tracking.stage_run(RUN_NAME, experiment=EXPERIMENT,
-                                params={"problem": {"domain": "countdown"}}) as run:
-            mlflow.log_metrics(METRICS)
+        tracker = tracking.MlflowTracker(EXPERIMENT)
+        with tracker.run(RUN_NAME, params={"problem": {"domain": "countdown"}}) as run_id:
+            tracker.log_metrics(METRICS)
+        run = mlflow.MlflowClient().get_run(run_id)
         return {"url": mlflow_server, "experiment_id": run.info.experiment_id, "run_id": run.info.run_id}
     finally:
         mlflow.set_tracking_uri(previous)  # leave no global pointing at a server that is about to stop

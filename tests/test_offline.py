@@ -1,7 +1,7 @@
-"""Arms run with core calls only (`python -m metacot_core.offline`, for a machine without Prefect, Ray
-or MLflow), then recorded in MLflow here (`metacot experiment --record-offline`): the recorded runs and
-results table must hold what the offline run measured, nothing may be logged for an arm that did not
-finish, and neither a second offline run nor a second record may redo or duplicate work."""
+"""Arms run with core calls only (`python -m metacot_core.pipeline.offline`, for a machine without
+Prefect, Ray or MLflow), then recorded in MLflow here (`metacot experiment --record-offline`): the
+recorded runs and results table must hold what the offline run measured, nothing may be logged for an
+arm that did not finish, and neither a second offline run nor a second record may redo or duplicate work."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from metacot_core.experiment_config import load_experiment
-from metacot_core.offline import EXECUTED_KEY, HISTORY_NAME, main, split_args
-from metacot_core.pipeline_state import PipelineState
+from metacot_core.pipeline.experiment import load_experiment
+from metacot_core.pipeline.offline import EXECUTED_KEY, events_dir, main, split_args
+from metacot_core.pipeline.tracker import read_runs
+from metacot_core.pipeline.state import PipelineState
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "configs/countdown/pipeline-tiny.yaml"
@@ -46,7 +47,7 @@ def test_split_args_reads_only_and_overrides() -> None:
 
 
 def test_the_offline_runner_imports_no_orchestration_package() -> None:
-    code = ("import sys, metacot_core.offline as m; m.split_args(['x']); "
+    code = ("import sys, metacot_core.pipeline.offline as m; m.split_args(['x']); "
             "print(sorted({n.split('.')[0] for n in sys.modules} & {'prefect', 'ray', 'mlflow'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -79,8 +80,10 @@ def test_offline_arms_are_recorded_in_mlflow_once_with_their_measurements(
     exp = load_experiment(config)
     search = next(a for a in exp.arms if a.arm == "search").pipeline
     state = json.loads(search.state_path.read_text())
-    assert state[EXECUTED_KEY]["by"] == "metacot_core.offline"
-    assert all(entry["run_ids"] == [] for entry in state["stages"].values())
+    logged = read_runs(events_dir(search))
+    executed = logged[state["runs"]["jsonl"]].tags
+    assert executed["executed.by"] == "metacot_core.pipeline.offline"
+    assert all(len(entry["run_ids"]) == 1 for entry in state["stages"].values())  # the stage's logged run
     finished_at = {k: v["finished_at"] for k, v in state["stages"].items()}
     assert main([config, "--only", "search"]) == 0  # a second offline run reuses every finished stage
     again = json.loads(search.state_path.read_text())
@@ -91,28 +94,32 @@ def test_offline_arms_are_recorded_in_mlflow_once_with_their_measurements(
     assert parent.info.status == "FINISHED" and parent.data.tags[EXECUTED_KEY] == "true"
     pipelines = [r for r in runs() if r.info.run_name.startswith("pipeline-tiny-offline-")]
     assert len(pipelines) == 2
-    history = json.loads((Path(search.sft.output_dir) / HISTORY_NAME).read_text())
+    [sft_log] = [r for r in logged.values() if r.name.startswith("sft-")]
+    history = [(step, value) for key, value, _, step in sft_log.metrics if key == "loss"]
     summary = json.loads((Path(search.evaluate.output_dir) / "summary.json").read_text())
     client = mlflow.MlflowClient()
     for run in pipelines:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.data.tags["executed.hardware"] == state[EXECUTED_KEY]["hardware"]
+        assert run.data.tags["executed.hardware"] == executed["executed.hardware"]
     [recorded] = [r for r in pipelines if r.data.tags["experiment.arm"] == "search"]
-    losses = client.get_metric_history(recorded.info.run_id, "sft.loss")
-    assert [(m.step, m.value) for m in sorted(losses, key=lambda m: m.step)] == [
-        (h["step"], pytest.approx(h["loss"])) for h in history]
+    stages = {r.data.tags["stage"]: r for r in client.search_runs(
+        [recorded.info.experiment_id], f"tags.mlflow.parentRunId = '{recorded.info.run_id}'")}
+    losses = client.get_metric_history(stages["sft"].info.run_id, "loss")
+    assert len(history) > 0 and [(m.step, m.value) for m in sorted(losses, key=lambda m: m.step)] == [
+        (step, pytest.approx(value)) for step, value in history]
     solve = summary["splits"]["val_target"]["model"]["solve_rate"]
     assert recorded.data.metrics["val_target.solve_rate"] == pytest.approx(solve)
-    assert {"eval", "configs", "pipeline_config.json"} <= {a.path for a in client.list_artifacts(
+    assert {"configs", "pipeline_config.json"} <= {a.path for a in client.list_artifacts(
         recorded.info.run_id)}
+    assert {"eval"} <= {a.path for a in client.list_artifacts(stages["evaluate"].info.run_id)}
 
     out = tmp_path / "out" / "tiny-offline"
     rows = pq.read_table(out / "results.parquet").to_pylist()
     [row] = [r for r in rows if r["arm"] == "search"]
     assert row["solve_rate"] == pytest.approx(solve) and row["n"] == 4
     md = (out / "results.md").read_text()
-    assert f"- hardware: {state[EXECUTED_KEY]['hardware']} (run by metacot_core.offline from" in md
-    assert "python -m metacot_core.offline" in md
+    assert f"- hardware: {executed['executed.hardware']} (run by metacot_core.pipeline.offline from" in md
+    assert "python -m metacot_core.pipeline.offline" in md
 
     before = {r.info.run_id for r in runs()}
     assert record_offline(config)["mlflow"]["run_id"] == parent.info.run_id  # recorded twice: no new runs

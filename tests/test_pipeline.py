@@ -12,7 +12,7 @@ import pytest
 # into a closed file (running this module alone used to fail that way): import it at collection.
 import flows.pipeline  # noqa: F401
 from metacot_core.config import ConfigError
-from metacot_core.pipeline_config import load_pipeline, route_overrides, trial_overrides
+from metacot_core.pipeline.config import load_pipeline, route_overrides, trial_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "countdown" / "pipeline-tiny.yaml")
@@ -50,7 +50,7 @@ def test_a_change_renames_its_stage_and_every_later_one_only() -> None:
 
 
 def test_a_field_added_later_keeps_earlier_hashes_at_its_default() -> None:
-    from metacot_core.pipeline_config import drop_neutral_defaults
+    from metacot_core.pipeline.config import drop_neutral_defaults
 
     base = load_pipeline(CPU)
     assert load_pipeline(CPU, ["sft.train.curriculum_epochs=0"]).hashes == base.hashes
@@ -96,7 +96,7 @@ def test_sweep_space_is_validated() -> None:
 
 
 def test_unreachable_mlflow_server_is_an_error_unless_fallback_asked(monkeypatch, capsys) -> None:
-    from flows.pipeline import TrackingUnreachable, check_tracking
+    from tasks.tracking import TrackingUnreachable, check_tracking
     from flows.processes import free_port
     from tasks import tracking
 
@@ -128,7 +128,8 @@ def test_cli_run_bad_config_prints_one_line(tmp_path: Path) -> None:
 def test_stale_child_runs_are_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from flows.pipeline import child_runs, close_stale_children
+    from metacot_core.pipeline.loop import close_stale_children
+    from tasks.tracking import MlflowTracker, child_runs
     from tasks import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -139,7 +140,7 @@ def test_stale_child_runs_are_closed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     done = client.create_run(exp, tags={"mlflow.parentRunId": parent}).info.run_id
     client.set_terminated(done, "FINISHED")
     killed = client.create_run(exp, tags={"mlflow.parentRunId": parent}).info.run_id  # left RUNNING
-    assert close_stale_children(parent) == [killed]
+    assert close_stale_children(MlflowTracker(), parent) == [killed]
     assert {r.info.run_id: r.info.status for r in child_runs(parent)} == {done: "FINISHED", killed: "KILLED"}
 
 

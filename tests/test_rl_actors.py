@@ -143,7 +143,9 @@ def test_star_with_rollout_actors_equals_the_in_process_run(ray_local, policy, d
     from metacot_core.data.reader import iter_rows
     from metacot_core.models import load_local_model
     from metacot_core.rl.config import RLConfig
-    from tasks.rl import run_rl
+    from metacot_core.pipeline.stages import run_rl
+    from metacot_core.pipeline.tracker import NullTracker
+    from tasks.rl import sampler_for
 
     solved = {r["prompt"]: list(r["solution"]) for r in iter_rows(data) if r["solved"]}
     registry.register_format("rl-coin", CoinFormat(solved))
@@ -160,7 +162,7 @@ def test_star_with_rollout_actors_equals_the_in_process_run(ray_local, policy, d
                              "stop": ["798", "773"]},
                 "train": {"batch_size": 4, "max_length": 128, "lr": 1e-2},
                 "star": {"iterations": 2, "samples_per_problem": 1, "keep": "all"}}
-        return run_rl(build_config(RLConfig, base, list(overrides)), track=False)
+        return run_rl(build_config(RLConfig, base, list(overrides)), NullTracker(), sampler=sampler_for)
 
     local = star("local")
     actors = star("actors", "rollout.workers=2")

@@ -24,7 +24,8 @@ def ray_local(monkeypatch):
 
 @pytest.mark.e2e
 def test_two_cpu_workers_train_and_everything_lands_in_mlflow(tmp_path, monkeypatch, ray_local):
-    from tasks.sft import run_sft
+    from metacot_core.pipeline.stages import run_sft
+    from tasks.sft import train_sft
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setattr(tracking, "PROJECT_ROOT", tmp_path)
@@ -39,7 +40,7 @@ def test_two_cpu_workers_train_and_everything_lands_in_mlflow(tmp_path, monkeypa
     )
     tracking.configure("sft-test")
     with mlflow.start_run(run_name="pipeline") as parent:
-        summary = run_sft(cfg)
+        summary = run_sft(cfg, tracking.MlflowTracker("sft-test"), train=train_sft)
     assert summary["world_size"] == 2 and summary["final_step"] == 4
     assert os.path.isfile(tmp_path / "run" / "final" / "model.safetensors")
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from metacot_core.pipeline_config import SweepParam, SweepSettings, load_pipeline
+from metacot_core.pipeline.config import SweepParam, SweepSettings, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "countdown" / "pipeline-tiny.yaml"

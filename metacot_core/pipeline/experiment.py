@@ -4,7 +4,7 @@ results table.
     exp = load_experiment("configs/countdown/sos-vs-solution-cpu.yaml", ["sft.train.max_steps=50"])
     [arm.pipeline.config.name for arm in exp.arms]   # ['sos-vs-solution-cpu-search', ...]
 
-An experiment names a base pipeline YAML (metacot_core.pipeline_config), overrides applied to every
+An experiment names a base pipeline YAML (metacot_core.pipeline.config), overrides applied to every
 arm, and per arm the pipeline overrides that make it that arm:
 
     base: configs/countdown/pipeline-cpu.yaml
@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from metacot_core.config import ConfigError, build_config, parse_override, read_yaml
-from metacot_core.pipeline_config import ResolvedPipeline, load_pipeline, trial_overrides
+from metacot_core.pipeline.config import ResolvedPipeline, load_pipeline, trial_overrides
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
 # Pipeline fields the experiment sets for every arm (an arm setting them would be silently overwritten).

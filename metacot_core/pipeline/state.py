@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from metacot_core.data.card import CARD_NAME
-from metacot_core.pipeline_config import ResolvedPipeline
+from metacot_core.pipeline.config import ResolvedPipeline
 
 SHARED_STAGES = ("generate", "sft", "rl")
 STAGE_OUTPUT = {"generate": CARD_NAME, "sft": "final", "rl": ".", "evaluate": "summary.json"}
@@ -36,10 +36,23 @@ class PipelineState:
 
     @property
     def parent_run_id(self) -> str | None:
+        """The pipeline's MLflow run (the key older state files already use)."""
         return self.data.get("parent_run_id")
 
     def set_parent(self, run_id: str) -> None:
-        self.data["parent_run_id"] = run_id
+        self.set_run("mlflow", run_id)
+
+    def run_id(self, tracker_kind: str) -> str | None:
+        """The pipeline run a tracker of this kind opened before (None: never)."""
+        if tracker_kind == "mlflow":
+            return self.parent_run_id
+        return (self.data.get("runs") or {}).get(tracker_kind)
+
+    def set_run(self, tracker_kind: str, run_id: str) -> None:
+        if tracker_kind == "mlflow":
+            self.data["parent_run_id"] = run_id
+        else:
+            self.data.setdefault("runs", {})[tracker_kind] = run_id
         self.save()
 
     def finished(self, stage: str, stage_hash: str) -> dict[str, Any] | None:
@@ -104,10 +117,23 @@ def stage_dir(pipe: ResolvedPipeline, stage: str) -> Path:
     return Path(pipe.stage_config(stage).output_dir)
 
 
+def adopt_current_dataset(pipe: ResolvedPipeline, state: PipelineState) -> bool:
+    """Mark generation finished when the dataset folder already holds this config's dataset (made by
+    `metacot generate`, or copied here) though this pipeline never ran it; True when it did."""
+    if state.finished("generate", pipe.hashes["generate"]):
+        return False
+    card = dataset_is_current(pipe)
+    if card is None:
+        return False
+    state.finish("generate", pipe.hashes["generate"], {"content_hash": card["content_hash"], "cached": True},
+                 [])
+    return True
+
+
 def stage_done(pipe: ResolvedPipeline, stage: str) -> dict[str, Any] | None:
     """The stage's state entry when the pipeline finished it and its output is still there."""
     entry = PipelineState(pipe.state_path, pipe.key).finished(stage, pipe.hashes[stage])
-    output = stage_dir(pipe, stage) / STAGE_OUTPUT[stage]  # what run_pipeline checks before reusing
+    output = stage_dir(pipe, stage) / STAGE_OUTPUT[stage]
     return entry if entry is not None and output.exists() else None
 
 
