@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+# An output folder must name something: "" would write into the working directory (the project root).
+NON_BLANK = r"\S"
 
 
 class ConfigError(ValueError):

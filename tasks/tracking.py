@@ -373,7 +373,7 @@ def replay(folder: str | Path, run_id: str, experiment: str, parent: str | None 
     done: dict[str, str] = json.loads(done_path.read_text()) if done_path.is_file() else {}
     exp_id = configure(experiment)
     children: dict[str | None, list[str]] = {}
-    for logged in sorted(runs.values(), key=lambda r: r.start_time):
+    for logged in sorted(runs.values(), key=lambda r: r.order):
         children.setdefault(logged.parent, []).append(logged.run_id)
 
     def make(local: str, mlflow_parent: str | None, extra: Mapping[str, str]) -> str:

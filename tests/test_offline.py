@@ -16,8 +16,8 @@ import yaml
 
 from metacot_core.pipeline.experiment import load_experiment
 from metacot_core.pipeline.offline import EXECUTED_KEY, events_dir, main, split_args
-from metacot_core.pipeline.tracker import read_runs
 from metacot_core.pipeline.state import PipelineState
+from metacot_core.pipeline.tracker import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "configs/countdown/pipeline-tiny.yaml"

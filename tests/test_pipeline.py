@@ -96,9 +96,9 @@ def test_sweep_space_is_validated() -> None:
 
 
 def test_unreachable_mlflow_server_is_an_error_unless_fallback_asked(monkeypatch, capsys) -> None:
-    from tasks.tracking import TrackingUnreachable, check_tracking
     from flows.processes import free_port
     from tasks import tracking
+    from tasks.tracking import TrackingUnreachable, check_tracking
 
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
@@ -129,8 +129,8 @@ def test_stale_child_runs_are_closed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     import mlflow
 
     from metacot_core.pipeline.loop import close_stale_children
-    from tasks.tracking import MlflowTracker, child_runs
     from tasks import tracking
+    from tasks.tracking import MlflowTracker, child_runs
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setattr(tracking, "PROJECT_ROOT", tmp_path)

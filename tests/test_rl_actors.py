@@ -142,9 +142,9 @@ def test_star_with_rollout_actors_equals_the_in_process_run(ray_local, policy, d
     from metacot_core.config import build_config
     from metacot_core.data.reader import iter_rows
     from metacot_core.models import load_local_model
-    from metacot_core.rl.config import RLConfig
     from metacot_core.pipeline.stages import run_rl
     from metacot_core.pipeline.tracker import NullTracker
+    from metacot_core.rl.config import RLConfig
     from tasks.rl import sampler_for
 
     solved = {r["prompt"]: list(r["solution"]) for r in iter_rows(data) if r["solved"]}

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metacot_core.config import ConfigError, apply_overrides, build_config, read_yaml
+from metacot_core.config import NON_BLANK, ConfigError, apply_overrides, build_config, read_yaml
 from metacot_core.data.config import GenerateConfig
 from metacot_core.evaluation.config import EvalConfig
 from metacot_core.rl.config import RLConfig
@@ -85,7 +85,8 @@ class SweepSettings(BaseModel):
     reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
     eval_problems: int = Field(8, ge=0, description="held-out problems judged at a trial's end (0: none)")
     seed: int = Field(0, description="search-space sampling seed")
-    output_dir: str = Field("runs/sweeps", description="Ray Tune results and best-config.yaml")
+    output_dir: str = Field("runs/sweeps", pattern=NON_BLANK,
+        description="Ray Tune results and best-config.yaml")
 
     @model_validator(mode="after")
     def _keys(self) -> SweepSettings:

@@ -217,7 +217,8 @@ class JsonlTracker:
         else:
             run_id = uuid.uuid4().hex
             parent = self._stack[-1] if self._stack else None
-            self._emit({"event": "start", "name": name, "parent": parent, "tags": dict(tags or {})}, run_id)
+            self._emit({"event": "start", "name": name, "parent": parent, "tags": dict(tags or {}),
+                        "ns": time.time_ns()}, run_id)
         self._stack.append(run_id)
         error: BaseException | None = None
         try:
@@ -258,7 +259,7 @@ class JsonlTracker:
 
     def child_runs(self, parent: str) -> list[tuple[str, str]]:
         runs = [r for r in read_runs(self.folder).values() if r.parent == parent]
-        return [(r.run_id, r.status) for r in sorted(runs, key=lambda r: r.start_time)]
+        return [(r.run_id, r.status) for r in sorted(runs, key=lambda r: r.order)]
 
     def mark_killed(self, run_id: str) -> None:
         self._emit({"event": "end", "status": KILLED}, run_id)
@@ -290,6 +291,7 @@ class LoggedRun:
         self.models: list[str] = []
         self.status = RUNNING
         self.start_time = 0
+        self.order = 0  # ns at the start: runs begun in the same millisecond keep their order
         self.end_time: int | None = None
 
     def apply(self, event: dict[str, Any]) -> None:
@@ -298,6 +300,7 @@ class LoggedRun:
             self.name, self.parent = event["name"], event.get("parent")
             self.tags.update(event.get("tags") or {})
             self.start_time = event["time"]
+            self.order = event.get("ns", event["time"] * 1_000_000)
         elif kind == "resume":
             self.status = RUNNING
         elif kind == "params":
