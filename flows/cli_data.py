@@ -64,14 +64,14 @@ def generate(
     from metacot_core.data.config import GenerateConfig
 
     cfg = load_config(GenerateConfig, config, overrides or [])  # fail fast, before Prefect starts
-    from flows.generate_traces import generate_traces, generate_untracked
+    from flows.generate_traces import generate_no_flow, generate_traces, generate_untracked
     from tasks.tracking import check_tracking
 
     if no_flow and no_track:
         card = generate_untracked(cfg)
     else:
         check_tracking()
-        card = generate_traces.fn(cfg) if no_flow else generate_traces(cfg)
+        card = generate_no_flow(cfg) if no_flow else generate_traces(cfg)
     _print_json(card)
 
 

@@ -49,7 +49,7 @@ def eval_command(
 
         cfg = build_eval_config(path, *args)
         check_inputs(cfg)  # fail fast, before Prefect starts
-        from flows.evaluate import evaluate
+        from flows.evaluate import evaluate, evaluate_no_flow
 
         if no_flow and no_track:
             from metacot_core.pipeline.stages import run_evaluate
@@ -60,7 +60,7 @@ def eval_command(
             from tasks.tracking import check_tracking
 
             check_tracking()
-            summary = evaluate.fn(cfg) if no_flow else evaluate(cfg)
+            summary = evaluate_no_flow(cfg) if no_flow else evaluate(cfg)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None

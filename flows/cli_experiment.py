@@ -55,7 +55,7 @@ def experiment(config: ConfigArg, overrides: OverridesArg = None, only: OnlyOpt 
                 typer.echo(f"{arm.label}: pipeline {pipe.config.name} ({' -> '.join(pipe.stages())}), "
                            f"config hash {pipe.key}, folder {pipe.root}")
             return
-        from flows.pipeline import check_tracking
+        from tasks.tracking import check_tracking
 
         check_tracking(mlflow_fallback)
         if record_offline:

@@ -29,11 +29,11 @@ FallbackOpt = Annotated[bool, typer.Option("--mlflow-fallback",
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from flows.pipeline import TrackingUnreachable
     from metacot_core.config import ConfigError
     from metacot_core.data.schema import DatasetError
     from metacot_core.training.checkpoint import CheckpointError
     from metacot_core.training.data import DataError
+    from tasks.tracking import TrackingUnreachable
 
     return (ConfigError, DataError, DatasetError, CheckpointError, TrackingUnreachable, FileNotFoundError,
             ValueError)
@@ -53,8 +53,8 @@ def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: Fall
     # the temporary Prefect API (when none is configured) boots while the imports below run
     with local_api() as api:
         try:
-            from flows.pipeline import check_tracking
             from metacot_core.pipeline.config import load_pipeline
+            from tasks.tracking import check_tracking
 
             load_pipeline(config, overrides or [])  # fail fast, before any flow runs
             check_tracking(mlflow_fallback)

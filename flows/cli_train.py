@@ -51,11 +51,11 @@ def sft(
     path = str(config) if config is not None else None
     try:
         cfg = load_config(SFTConfig, path, overrides or [])  # fail fast, before Prefect or Ray start
-        from flows.train_sft import train_sft
+        from flows.train_sft import train_sft, train_sft_no_flow
         from tasks.tracking import check_tracking
 
         check_tracking()
-        summary = train_sft.fn(cfg) if no_flow else train_sft(cfg)
+        summary = train_sft_no_flow(cfg) if no_flow else train_sft(cfg)
     except _user_errors() as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
@@ -86,11 +86,11 @@ def rl(
         if method is not None and method not in ("star", "grpo"):
             raise ValueError(f"--method: {method!r} is not star or grpo")
         cfg = load_rl_config(path, overrides, method)  # fail fast, before Prefect starts
-        from flows.train_rl import train_rl
+        from flows.train_rl import train_rl, train_rl_no_flow
         from tasks.tracking import check_tracking
 
         check_tracking()
-        summary = train_rl.fn(cfg) if no_flow else train_rl(cfg)
+        summary = train_rl_no_flow(cfg) if no_flow else train_rl(cfg)
     except _user_errors() as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None

@@ -8,7 +8,7 @@ The MLflow run (`evaluate`) is nested under the active pipeline run, else under 
 run when its id is known (the `parent_run_id` setting, or a run id recorded in the checkpoint).
 It gets the config as params, per-split metrics (`val_target.model.solve_rate`, ...), and the
 per-problem table, summary.json and plots as artifacts under `eval/`.
-`evaluate.fn(cfg)` runs the same steps without Prefect (`--no-flow`).
+`evaluate_no_flow(cfg)` runs the same steps without Prefect (`--no-flow`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ def build_eval_config(config_path: str | None, overrides: list[str] | None, chec
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset's held-out splits; returns the summary."""
     return evaluate_task(cfg, MlflowTracker(cfg.experiment))
+
+
+def evaluate_no_flow(cfg: EvalConfig) -> dict[str, Any]:
+    """The flow's one task as a plain call: no Prefect API (`--no-flow`)."""
+    return evaluate_task.fn(cfg, MlflowTracker(cfg.experiment))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Run it:
 The MLflow run (`generate-traces`, nested under a pipeline run when there is one) gets the flattened
 config as params, the card's figures as metrics (rows, solved rate, traces/s, trace-length
 percentiles), card.json as an artifact, and the dataset folder as a run input whose digest is the
-dataset's content hash (metacot_core.pipeline.stages.run_generate). `generate_traces.fn(cfg)` runs
+dataset's content hash (metacot_core.pipeline.stages.run_generate). `generate_no_flow(cfg)` runs
 the same steps without Prefect (`--no-flow`).
 """
 
@@ -29,6 +29,11 @@ from tasks.tracking import MlflowTracker
 def generate_traces(cfg: GenerateConfig) -> dict[str, Any]:
     """Every shard (Ray or in-process), the card, and the MLflow run."""
     return run_generate(cfg, MlflowTracker(), make=generate_task)
+
+
+def generate_no_flow(cfg: GenerateConfig) -> dict[str, Any]:
+    """The flow's steps as plain calls: no Prefect API (`--no-flow`)."""
+    return run_generate(cfg, MlflowTracker(), make=generate_dataset)
 
 
 def generate_untracked(cfg: GenerateConfig) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Run it:
     python -m flows.train_rl configs/countdown/rl-star-cpu.yaml star.iterations=2
 
 Rerunning the same command after an interruption resumes from the last checkpoint in output_dir.
-`train_rl.fn(cfg)` runs the same steps without Prefect (`--no-flow`).
+`train_rl_no_flow(cfg)` runs the same steps without Prefect (`--no-flow`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ def load_rl_config(config_path: str | None, overrides: list[str] | None = None,
 def train_rl(cfg: RLConfig) -> dict[str, Any]:
     """Run STaR or GRPO (resuming when output_dir has a checkpoint), logged to MLflow."""
     return rl_task(cfg, MlflowTracker())
+
+
+def train_rl_no_flow(cfg: RLConfig) -> dict[str, Any]:
+    """The flow's one task as a plain call: no Prefect API (`--no-flow`)."""
+    return rl_task.fn(cfg, MlflowTracker())
 
 
 if __name__ == "__main__":

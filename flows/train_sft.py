@@ -6,7 +6,7 @@ Run it:
 
 One task wraps the whole stage (`tasks.sft.sft_task`: metacot_core.pipeline.stages.run_sft with Ray
 Train workers): data and tokenizer checks, MLflow run with params, per-step metrics, the dataset as
-input and the final model. `train_sft.fn(cfg)` runs the same steps without Prefect (`--no-flow`).
+input and the final model. `train_sft_no_flow(cfg)` runs the same steps without Prefect (`--no-flow`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ STAGE = "train-sft"
 def train_sft(cfg: SFTConfig) -> dict[str, Any]:
     """Train (resuming a checkpoint in output_dir); returns the run summary."""
     return sft_task(cfg, MlflowTracker(cfg.tracking.experiment))
+
+
+def train_sft_no_flow(cfg: SFTConfig) -> dict[str, Any]:
+    """The flow's one task as a plain call: no Prefect API (`--no-flow`)."""
+    return sft_task.fn(cfg, MlflowTracker(cfg.tracking.experiment))
 
 
 if __name__ == "__main__":

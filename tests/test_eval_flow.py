@@ -120,7 +120,7 @@ def test_maze_eval_writes_table_summary_plots(checkpoint, maze_dataset, tmp_path
 
 @pytest.mark.e2e
 def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tmp_path, tracking_store):
-    from flows.evaluate import evaluate
+    from flows.evaluate import evaluate_no_flow
 
     tracking.configure("metacot")
     with mlflow.start_run(run_name="sft") as parent:
@@ -128,7 +128,7 @@ def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tm
     parent_end = mlflow.get_run(parent.info.run_id).info.end_time
     cfg = _cfg(checkpoint, sos_dataset, tmp_path / "out", parent_run_id=parent.info.run_id,
                teacher={"node_budget": 200})
-    summary = evaluate.fn(cfg)
+    summary = evaluate_no_flow(cfg)
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.info.run_name == "evaluate" and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -154,13 +154,14 @@ def prefect_harness():
 
 @pytest.mark.e2e
 def test_prefect_flow_evaluate(checkpoint, maze_dataset, tmp_path, tracking_store, prefect_harness):
-    from flows.evaluate import evaluate
+    from flows.evaluate import build_eval_config, evaluate
 
     config = tmp_path / "eval.yaml"
     config.write_text(json.dumps({"teacher": {"mix": MAZE_MIX}, "progress": False, "pass_k": [1],
                                   "generation": {"max_new_tokens": 16}}))
-    summary = evaluate(str(config), [f"output_dir={tmp_path / 'out'}"], checkpoint=str(checkpoint),
-                       dataset=str(maze_dataset), splits=["test"])
+    summary = evaluate(build_eval_config(str(config), [f"output_dir={tmp_path / 'out'}"],
+                                         checkpoint=str(checkpoint), dataset=str(maze_dataset),
+                                         splits=["test"]))
     assert summary["splits"]["test"]["model"]["n_problems"] == 8
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.data.params["teacher.mix.strategies"].startswith("[")

@@ -96,7 +96,10 @@ def test_flow_logs_params_metrics_card_and_dataset(tmp_path, monkeypatch, prefec
     monkeypatch.setattr(tracking, "PROJECT_ROOT", tmp_path)
     config = tmp_path / "toy.yaml"
     config.write_text(json.dumps({**TOY, "output_dir": str(tmp_path / "ds")}))
-    card = generate_traces(str(config), ["counts.train=6"])
+    from metacot_core.config import load_config
+    from metacot_core.data.config import GenerateConfig
+
+    card = generate_traces(load_config(GenerateConfig, str(config), ["counts.train=6"]))
     assert card["n_rows"] == 11
 
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])

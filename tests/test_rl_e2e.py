@@ -188,7 +188,7 @@ def test_flow_logs_rl_metrics_and_checkpoint_to_mlflow(tiny: dict[str, Path], tm
     import mlflow
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.train_rl import train_rl
+    from flows.train_rl import load_rl_config, train_rl
     from tasks import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -197,7 +197,7 @@ def test_flow_logs_rl_metrics_and_checkpoint_to_mlflow(tiny: dict[str, Path], tm
     path = tmp_path / "rl.yaml"
     path.write_text(json.dumps(cfg.model_dump(mode="json")))
     with prefect_test_harness():
-        summary = train_rl(str(path), ["grpo.steps=1", "grpo.checkpoint_every=1"], method="grpo")
+        summary = train_rl(load_rl_config(str(path), ["grpo.steps=1", "grpo.checkpoint_every=1"], "grpo"))
     assert summary["method"] == "grpo" and summary["final_step"] == 1
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
