@@ -135,7 +135,11 @@ def _model_states(item: EvalItem, fmt: Any, completion: Completion) -> tuple[set
 
 
 def _plan_reference(item: EvalItem, count_tokens: Callable[[str], int] | None) -> dict[str, Any]:
-    """Optimal plan length (A*) and A* trace length in tokens, for SWC and ILR."""
+    """Optimal plan length (A*) and A* trace length in tokens, for SWC and ILR.
+
+    The reference trace is written in the problem's `reference_format` (default: the generic `astar`
+    format; a domain with its own A* format names it).
+    """
     from metacot_core.registry import get_format, get_search
 
     try:
@@ -148,7 +152,8 @@ def _plan_reference(item: EvalItem, count_tokens: Callable[[str], int] | None) -
     out: dict[str, Any] = {"optimal_length": len(result.solution_text or result.solution or [])}
     if count_tokens is not None:
         try:
-            out["astar_tokens"] = count_tokens(get_format("astar").linearize(item.problem, result))
+            fmt = get_format(getattr(item.problem, "reference_format", "astar"))
+            out["astar_tokens"] = count_tokens(fmt.linearize(item.problem, result))
         except Exception as err:  # noqa: BLE001
             out["maze_error"] = f"astar trace: {type(err).__name__}: {err}"
     return out

@@ -18,6 +18,8 @@ branching on domain names. Each has a fallback, so a problem without them (a plu
                                          absent: the domain reports no answer rate
     Problem.optimal_plans: bool          plans have an optimal length: the evaluator adds the plan
                                          metrics (optimal rate, SWC, ILR); absent: False
+    Problem.reference_format: str        the format of the A* reference trace ILR compares with;
+                                         absent: "astar"
     Problem.astar_tie_key(state)         A*'s deterministic tie-break (search/astar.py)
     Domain.solution_format               the writer of the `solution` control (traces/solution_only.py)
     Domain.formats: tuple[str, ...]      generic formats the domain speaks besides those whose
