@@ -25,9 +25,9 @@ from typing import Any
 from metacot_core import registry
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.generate import index_rng, plan_shards, write_shard
-from metacot_core.problems.countdown import CountdownConfig, CountdownDomain, CountdownProblem
+from metacot_core.domains.countdown.problem import CountdownConfig, CountdownDomain, CountdownProblem
+from metacot_core.domains.countdown.sos import SosFormat
 from metacot_core.search.config import SearchConfig, sos_mix
-from metacot_core.traces.sos import SosFormat
 
 REFERENCE_RATE = 172.0  # traces/s of SoS's generator on this machine class (shared/data/sos/README.md)
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from metacot_core.problems.countdown import CountdownConfig, CountdownDomain
-from metacot_core.problems.maze import MazeConfig, MazeDomain, MazeProblem
+from metacot_core.domains.countdown.problem import CountdownConfig, CountdownDomain
+from metacot_core.domains.maze.problem import MazeConfig, MazeDomain, MazeProblem
 from metacot_core.search.astar import astar
 from metacot_core.search.bfs import bfs
 from metacot_core.search.config import SearchConfig

@@ -95,7 +95,7 @@ def import_sos(
     """Convert Stream of Search JSONL records into a metacot trace dataset (with card)."""
     from metacot_core.data.card import build_card, write_card
     from metacot_core.data.writer import write_split
-    from metacot_core.traces.sos_import import iter_sos_records, sos_record_to_row
+    from metacot_core.domains.countdown.sos_import import iter_sos_records, sos_record_to_row
 
     plan = [(f, _sos_split(f, split)) for f in files]
     for f, name in plan:

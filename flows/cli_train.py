@@ -80,11 +80,12 @@ def rl(
 ) -> None:
     """RL post-training of an SFT checkpoint: expert iteration (STaR) or GRPO; resumes when it can."""
     from flows.train_rl import load_rl_config
+    from metacot_core.registry import names
 
     path = str(config) if config is not None else None
     try:
-        if method is not None and method not in ("star", "grpo"):
-            raise ValueError(f"--method: {method!r} is not star or grpo")
+        if method is not None and method not in (known := names("rl")):
+            raise ValueError(f"--method: {method!r} is not a registered RL method ({', '.join(known)})")
         cfg = load_rl_config(path, overrides, method)  # fail fast, before Prefect starts
         from flows.train_rl import train_rl, train_rl_no_flow
         from tasks.tracking import check_tracking

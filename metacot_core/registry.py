@@ -1,22 +1,25 @@
-"""Name -> implementation registries for domains, search algorithms and trace formats.
+"""Name -> implementation registries for domains, search algorithms, trace formats and RL methods.
 
 Built-ins are listed as import paths (imported on first use, so `import metacot_core` stays light).
-Plugins add their own through the entry-point groups `metacot.domains`, `metacot.search` and
-`metacot.formats` in their package metadata, or by calling `register_*` at import time.
+Each package under `metacot_core/domains/` is a built-in domain: its `__init__.py` names its Domain
+class (`DOMAIN`) and the formats only it speaks (`FORMATS`), so adding a domain edits no list here.
+Plugins add their own through the entry-point groups `metacot.domains`, `metacot.search`,
+`metacot.formats` and `metacot.rl` in their package metadata, or by calling `register_*` at import time.
+RL methods are registered by their config class (see metacot_core.rl.config), not an instance.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import pkgutil
 from importlib.metadata import entry_points
 from typing import Any
 
+import metacot_core.domains
+
 _BUILTIN: dict[str, dict[str, str]] = {
-    "domains": {
-        "countdown": "metacot_core.problems.countdown:CountdownDomain",
-        "maze": "metacot_core.problems.maze:MazeDomain",
-    },
+    "domains": {},
     "search": {
         "bfs": "metacot_core.search.bfs:bfs",
         "dfs": "metacot_core.search.dfs:dfs",
@@ -25,15 +28,35 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "mcts": "metacot_core.search.mcts:mcts",
     },
     "formats": {
-        "sos": "metacot_core.traces.sos:SosFormat",
-        "sos-arith": "metacot_core.traces.sos_arith:SosArithFormat",
         "astar": "metacot_core.traces.astar:AstarFormat",
         "mcts": "metacot_core.traces.mcts:MctsFormat",
-        "solution": "metacot_core.traces.solution:SolutionFormat",
+        "solution": "metacot_core.traces.solution_only:SolutionFormat",
+    },
+    "rl": {
+        "star": "metacot_core.rl.config:StarConfig",
+        "grpo": "metacot_core.rl.config:GrpoConfig",
     },
 }
-_EXTRA: dict[str, dict[str, Any]] = {"domains": {}, "search": {}, "formats": {}}
+_EXTRA: dict[str, dict[str, Any]] = {"domains": {}, "search": {}, "formats": {}, "rl": {}}
 _CACHE: dict[tuple[str, str], Any] = {}
+_CLASSES = ("rl",)  # kinds registered as classes, looked up without making an instance
+_WHAT = {"search": "search algorithm", "rl": "RL method"}  # the word error messages use for a kind
+
+
+def _add_domain_packages() -> None:
+    """Each `metacot_core/domains/<name>/` package adds its Domain and its own formats to the built-ins.
+
+    The package's `__init__.py` holds import paths only, so scanning costs no heavy import.
+    """
+    for info in pkgutil.iter_modules(metacot_core.domains.__path__):
+        if not info.ispkg:
+            continue
+        package = importlib.import_module(f"metacot_core.domains.{info.name}")
+        _BUILTIN["domains"][info.name] = package.DOMAIN
+        _BUILTIN["formats"].update(getattr(package, "FORMATS", {}))
+
+
+_add_domain_packages()
 
 
 def _load(path: str) -> Any:
@@ -53,10 +76,9 @@ def _lookup(kind: str, name: str) -> Any:
         plugins = {ep.name: ep for ep in entry_points(group=f"metacot.{kind}")}
         if name not in plugins:
             known = sorted(set(_BUILTIN[kind]) | set(_EXTRA[kind]) | set(plugins))
-            raise ValueError(f"unknown {kind[:-1] if kind != 'search' else 'search algorithm'} "
-                             f"{name!r}; known: {', '.join(known)}")
+            raise ValueError(f"unknown {_WHAT.get(kind, kind[:-1])} {name!r}; known: {', '.join(known)}")
         obj = plugins[name].load()
-    if isinstance(obj, type):
+    if isinstance(obj, type) and kind not in _CLASSES:
         obj = obj()
     _CACHE[key] = obj
     return obj
@@ -70,7 +92,7 @@ def _plugin_names(kind: str) -> frozenset[str]:
 
 
 def names(kind: str) -> list[str]:
-    """Every registered name of `kind` ("domains", "search", "formats")."""
+    """Every registered name of `kind` ("domains", "search", "formats", "rl")."""
     return sorted(set(_BUILTIN[kind]) | set(_EXTRA[kind]) | _plugin_names(kind))
 
 
@@ -89,6 +111,11 @@ def get_format(name: str) -> Any:
     return _lookup("formats", name)
 
 
+def get_rl_method(name: str) -> Any:
+    """The config class of the RL method registered under `name` (its `trainer` names the loop)."""
+    return _lookup("rl", name)
+
+
 def register_domain(name: str, domain: Any) -> None:
     _EXTRA["domains"][name] = domain
     _CACHE.pop(("domains", name), None)
@@ -102,3 +129,8 @@ def register_search(name: str, fn: Any) -> None:
 def register_format(name: str, fmt: Any) -> None:
     _EXTRA["formats"][name] = fmt
     _CACHE.pop(("formats", name), None)
+
+
+def register_rl_method(name: str, config_cls: type) -> None:
+    _EXTRA["rl"][name] = config_cls
+    _CACHE.pop(("rl", name), None)

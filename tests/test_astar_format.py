@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metacot_core.problems.maze import MazeConfig, MazeDomain, MazeProblem
+from metacot_core.domains.maze.problem import MazeConfig, MazeDomain, MazeProblem
 from metacot_core.registry import get_format
 from metacot_core.search.astar import astar
 from metacot_core.search.bfs import bfs

@@ -94,7 +94,7 @@ def test_validate_trace_bad_input(tmp_path):
 
 
 def test_import_sos_fixture(tmp_path):
-    if importlib.util.find_spec("metacot_core.traces.sos_import") is None:
+    if importlib.util.find_spec("metacot_core.domains.countdown.sos_import") is None:
         pytest.skip("SoS importer not written yet")
     if not (SOS_DATA / "val_target.jsonl").is_file():
         pytest.skip("shared SoS fixture not present")
@@ -103,7 +103,7 @@ def test_import_sos_fixture(tmp_path):
     assert result.exit_code == 0, result.output
     card = json.loads(result.stdout)
     assert card["n_rows"] == 100 and list(card["splits"]) == ["val_target"] and card["n_shards"] == 3
-    from metacot_core.traces.sos_import import iter_sos_records, sos_record_to_row
+    from metacot_core.domains.countdown.sos_import import iter_sos_records, sos_record_to_row
 
     records = list(iter_sos_records(SOS_DATA / "val_target.jsonl"))
     expected = [sos_record_to_row(rec, "val_target", i, 0) for i, rec in enumerate(records)]

@@ -91,7 +91,7 @@ def test_preset_budget_error_names_the_field():
 
 
 def test_countdown_problem_errors():
-    pytest.importorskip("metacot_core.problems.countdown")
+    pytest.importorskip("metacot_core.domains.countdown.problem")
     one = error_of({"domain": "countdown", "problem": {"num_count": 1}, "format": "solution"})
     assert "problem: num_count: Input should be greater than or equal to 3" in one
     empty = error_of({"domain": "countdown", "problem": {"target_min": 50, "target_max": 10}})

@@ -12,8 +12,7 @@ from pydantic import ValidationError
 
 from metacot_core import registry
 from metacot_core.config import ConfigError, build_config
-from metacot_core.problems.base import Problem, UnsolvableProblemError
-from metacot_core.problems.countdown import (
+from metacot_core.domains.countdown.problem import (
     CountdownConfig,
     CountdownDomain,
     CountdownProblem,
@@ -24,6 +23,7 @@ from metacot_core.problems.countdown import (
     solvable_batch,
     sum_heuristic,
 )
+from metacot_core.problems.base import Problem, UnsolvableProblemError
 
 DOMAIN = CountdownDomain()
 
@@ -222,7 +222,7 @@ def test_other_sizes(count):
 
 def test_block_drawing_equals_one_index_at_a_time():
     # make() draws blocks of indices together; each index must still be what its own rng gives.
-    from metacot_core.problems.countdown import _split_accepts, draw_solvable
+    from metacot_core.domains.countdown.problem import _split_accepts, draw_solvable
 
     cfg = CountdownConfig()
     for split in ("train", "val_inputs"):

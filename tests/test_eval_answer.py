@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from metacot_core.evaluation.answer import answer_solved, countdown_answer
+from metacot_core.domains.countdown.answer import countdown_answer
+from metacot_core.domains.countdown.problem import CountdownProblem
+from metacot_core.domains.countdown.sos import SosFormat
+from metacot_core.evaluation.answer_only import answer_solved
 from metacot_core.evaluation.judge import judge
 from metacot_core.evaluation.metrics import model_metrics
-from metacot_core.problems.countdown import CountdownProblem
-from metacot_core.traces.sos import SosFormat
 
 SOS_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sos" / "val.jsonl"
 PROBLEM = CountdownProblem([38, 2, 19], 57)
@@ -77,7 +78,7 @@ def test_a_claimed_goal_with_a_wrong_path_is_not_an_answer():
 
 
 def test_mazes_have_no_separate_answer():
-    from metacot_core.problems.maze import MazeDomain
+    from metacot_core.domains.maze.problem import MazeDomain
 
     domain = MazeDomain()
     maze = domain.make(domain.config_cls(width=10, height=10), "train", 0, 1)

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from metacot_core.config import load_config
 from metacot_core.data.schema import count_trace_tokens
 from metacot_core.data.writer import write_split
+from metacot_core.domains.maze.problem import MazeConfig
 from metacot_core.evaluation.config import EvalConfig
-from metacot_core.problems.maze import MazeConfig
 from metacot_core.registry import get_domain, get_format, get_search
 from metacot_core.search.config import SearchConfig
 from tasks import tracking

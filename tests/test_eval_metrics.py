@@ -10,13 +10,15 @@ from metacot_core.evaluation.metrics import (
     alignment,
     flat_metrics,
     ilr,
-    maze_metrics,
     model_metrics,
     optimal_rate,
     pass_at_k,
     swc,
     teacher_metrics,
     wilson_interval,
+)
+from metacot_core.evaluation.metrics import (
+    plan_metrics as maze_metrics,
 )
 
 

@@ -141,7 +141,7 @@ def test_maze_astar_rows_replay_valid(tmp_path):
 
 
 def test_countdown_sos_rows_replay_valid(tmp_path):
-    needed = ["metacot_core.search.dfs", "metacot_core.search.beam", "metacot_core.traces.sos"]
+    needed = ["metacot_core.search.dfs", "metacot_core.search.beam", "metacot_core.domains.countdown.sos"]
     if not all(has_module(m) for m in needed):
         pytest.skip("countdown DFS/beam or the sos format not written yet")
     data = {"domain": "countdown", "search": {"preset": "sos", "node_budget": 300}, "format": "sos",

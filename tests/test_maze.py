@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from metacot_core.config import ConfigError, build_config
+from metacot_core.domains.maze.problem import MazeConfig, MazeDomain, MazeProblem, layout_bucket, parse_cell
 from metacot_core.problems.base import Problem, UnsolvableProblemError
-from metacot_core.problems.maze import MazeConfig, MazeDomain, MazeProblem, layout_bucket, parse_cell
 from metacot_core.registry import get_domain
 
 DOMAIN = MazeDomain()

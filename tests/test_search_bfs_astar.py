@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import pytest
 
-from metacot_core.problems.countdown import CountdownConfig, CountdownDomain
-from metacot_core.problems.maze import MazeConfig, MazeDomain, MazeProblem
+from metacot_core.domains.countdown.problem import CountdownConfig, CountdownDomain
+from metacot_core.domains.maze.problem import MazeConfig, MazeDomain, MazeProblem
 from metacot_core.registry import get_search
 from metacot_core.search.astar import astar
 from metacot_core.search.bfs import bfs

@@ -7,13 +7,13 @@ import random
 import pytest
 
 from metacot_core import registry
-from metacot_core.problems.countdown import CountdownProblem
+from metacot_core.domains.countdown.problem import CountdownProblem
+from metacot_core.domains.countdown.sos import SosFormat
 from metacot_core.search._common import GIVE_UP, LEAF
 from metacot_core.search.beam import beam
 from metacot_core.search.config import SearchConfig, sos_mix
 from metacot_core.search.dfs import dfs
 from metacot_core.search.events import Backtrack, DeadEnd, Expand, Generate, Goal
-from metacot_core.traces.sos import SosFormat
 
 SOS = SosFormat()
 

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metacot_core import registry
-from metacot_core.evaluation.answer import answer_solved
-from metacot_core.problems.countdown import CountdownDomain, CountdownProblem
+from metacot_core.domains.countdown.problem import CountdownDomain, CountdownProblem
+from metacot_core.domains.countdown.sos import SosFormat
+from metacot_core.domains.countdown.sos_arith import SosArithFormat, calc_line, strip_calc_lines
+from metacot_core.evaluation.answer_only import answer_solved
 from metacot_core.search.config import sos_mix
 from metacot_core.traces.base import Reason
-from metacot_core.traces.sos import SosFormat
-from metacot_core.traces.sos_arith import SosArithFormat, calc_line, strip_calc_lines
 
 ARITH = SosArithFormat()
 SOS = SosFormat()

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from metacot_core.data.schema import count_trace_tokens
-from metacot_core.problems.countdown import CountdownProblem
-from metacot_core.search.beam import beam
-from metacot_core.search.dfs import dfs
-from metacot_core.traces.solution import sos_optimal_path
-from metacot_core.traces.sos import SosFormat
-from metacot_core.traces.sos_import import (
+from metacot_core.domains.countdown.problem import CountdownProblem
+from metacot_core.domains.countdown.solution import sos_optimal_path
+from metacot_core.domains.countdown.sos import SosFormat
+from metacot_core.domains.countdown.sos_import import (
     iter_sos_records,
     search_config_for,
     sos_record_to_row,
     sos_reference_run,
 )
+from metacot_core.search.beam import beam
+from metacot_core.search.dfs import dfs
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sos"
 FILES = {"train": "train.jsonl", "val": "val.jsonl", "val_target": "val_target.jsonl"}

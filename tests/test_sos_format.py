@@ -7,13 +7,14 @@ import random
 import pytest
 
 from metacot_core import registry
-from metacot_core.problems.countdown import CountdownDomain, CountdownProblem
+from metacot_core.domains.countdown.problem import CountdownDomain, CountdownProblem
+from metacot_core.domains.countdown.solution import solution_events, sos_optimal_path
+from metacot_core.domains.countdown.sos import SosFormat
 from metacot_core.search.beam import beam
 from metacot_core.search.config import SearchConfig, sos_mix
 from metacot_core.search.dfs import dfs
 from metacot_core.traces.base import Reason, TraceParseError
-from metacot_core.traces.solution import SolutionFormat, solution_events, sos_optimal_path
-from metacot_core.traces.sos import SosFormat
+from metacot_core.traces.solution_only import SolutionFormat
 
 SOS = SosFormat()
 SOL = SolutionFormat()

@@ -7,13 +7,13 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metacot_core.problems.countdown import CountdownProblem
+from metacot_core.domains.countdown.problem import CountdownProblem
+from metacot_core.domains.countdown.sos import SosFormat
 from metacot_core.search.beam import beam
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.dfs import dfs
 from metacot_core.traces.base import Reason, Verdict
-from metacot_core.traces.solution import SolutionFormat
-from metacot_core.traces.sos import SosFormat
+from metacot_core.traces.solution_only import SolutionFormat
 
 SOS = SosFormat()
 SOL = SolutionFormat()

@@ -143,7 +143,8 @@ class GenerateConfig(BaseModel):
                 raise ValueError(f"unknown format {name!r}; known: {', '.join(known)}")
             fmt = _load(registry.get_format, name, "format")
             supported = getattr(fmt, "domains", ())
-            if domain and supported and domain not in supported:
+            spoken = getattr(_load_domain(domain), "formats", ())  # a new domain names the formats it speaks
+            if domain and supported and domain not in supported and name not in spoken:
                 raise ValueError(f"format {name!r} does not support domain {domain!r} "
                                  f"(it supports: {', '.join(supported)})")
         return value

@@ -74,7 +74,8 @@ class EvalConfig(BaseModel):
     experiment: str = Field("metacot", description="MLflow experiment")
     progress: bool = Field(True, description="tqdm progress bars")
     mode: Literal["search", "maze"] | None = Field(
-        None, description="extra metrics: maze adds optimal rate, SWC, ILR; None = from the domain"
+        None, description="extra metrics: maze adds the plan metrics (optimal rate, SWC, ILR) for any "
+        "domain; None = when the domain's problems declare optimal_plans"
     )
 
     @model_validator(mode="after")

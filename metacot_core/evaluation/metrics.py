@@ -12,9 +12,10 @@ Definitions:
 - illegal (hallucinated) states per trace: written states that do not follow from their parent;
 - alignment (Stream of Search): |states of model ∩ states of strategy| / max(|model|, |strategy|),
   states being the legal nodes of each trace (Countdown nodes compared as number multisets);
-- mazes (Searchformer): optimal rate; SWC = mean of c * l* / max(l, l*); ILR = mean of c * t* / t,
-  with c = 1 for a correct plan, l the plan length, l* the optimal one, t the model's trace tokens and
-  t* the A* trace's.
+- plans (Searchformer; domains whose problems declare `optimal_plans`, e.g. mazes): optimal rate;
+  SWC = mean of c * l* / max(l, l*); ILR = mean of c * t* / t, with c = 1 for a correct plan, l the
+  plan length, l* the optimal one, t the model's trace tokens and t* the A* trace's. They sit under
+  the summary key "maze" (the name stored runs and results tables already read).
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def teacher_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def maze_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def plan_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Optimal rate, SWC and ILR over problems (first sample each).
 
     Record keys used: solved, plan_length, optimal_length, n_tokens, astar_tokens.
@@ -219,14 +220,14 @@ def maze_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def split_metrics(records: Sequence[dict[str, Any]], ks: Sequence[int] = (1,),
-                  maze: bool = False) -> dict[str, Any]:
-    """Every metric of one split."""
+                  plans: bool = False) -> dict[str, Any]:
+    """Every metric of one split (`plans`: add the plan metrics under "maze")."""
     out: dict[str, Any] = {"model": model_metrics(records, ks)}
     teacher = teacher_metrics(records)
     if teacher:
         out["teacher"] = teacher
-    if maze:
-        out["maze"] = maze_metrics(records)
+    if plans:
+        out["maze"] = plan_metrics(records)
     return out
 
 

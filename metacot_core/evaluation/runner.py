@@ -17,14 +17,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from metacot_core.evaluation.answer import answer_solved
+from metacot_core.evaluation.answer_only import answer_solved
 from metacot_core.evaluation.config import EvalConfig
 from metacot_core.evaluation.generate import Completion, default_stop_strings, generate, load_checkpoint
 from metacot_core.evaluation.judge import Judgement, LineShapes, join_prompt, judge
 from metacot_core.evaluation.metrics import alignment, split_metrics
 from metacot_core.evaluation.report import write_report
 from metacot_core.evaluation.teacher import check_tree, run_strategies
-from metacot_core.problems.base import Problem
+from metacot_core.problems.base import Problem, has_optimal_plans
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.events import Event
 
@@ -134,8 +134,12 @@ def _model_states(item: EvalItem, fmt: Any, completion: Completion) -> tuple[set
     return check.states, check.illegal
 
 
-def _maze_reference(item: EvalItem, count_tokens: Callable[[str], int] | None) -> dict[str, Any]:
-    """Optimal plan length (A*) and A* trace length in tokens, for SWC and ILR."""
+def _plan_reference(item: EvalItem, count_tokens: Callable[[str], int] | None) -> dict[str, Any]:
+    """Optimal plan length (A*) and A* trace length in tokens, for SWC and ILR.
+
+    The reference trace is written in the problem's `reference_format` (default: the generic `astar`
+    format; a domain with its own A* format names it).
+    """
     from metacot_core.registry import get_format, get_search
 
     try:
@@ -148,7 +152,8 @@ def _maze_reference(item: EvalItem, count_tokens: Callable[[str], int] | None) -
     out: dict[str, Any] = {"optimal_length": len(result.solution_text or result.solution or [])}
     if count_tokens is not None:
         try:
-            out["astar_tokens"] = count_tokens(get_format("astar").linearize(item.problem, result))
+            fmt = get_format(getattr(item.problem, "reference_format", "astar"))
+            out["astar_tokens"] = count_tokens(fmt.linearize(item.problem, result))
         except Exception as err:  # noqa: BLE001
             out["maze_error"] = f"astar trace: {type(err).__name__}: {err}"
     return out
@@ -189,7 +194,7 @@ def make_record(item: EvalItem, completion: Completion, judgement: Judgement, il
 
 def evaluate_items(model: Any, tokenizer: Any, items: Sequence[EvalItem], cfg: EvalConfig,
                    progress: bool | None = None) -> list[dict[str, Any]]:
-    """One record per completion: decode, judge, hallucinated states, teacher runs, alignment, maze refs."""
+    """One record per completion: decode, judge, hallucinated states, teacher runs, alignment, plan refs."""
     from metacot_core.registry import get_format
 
     show = cfg.progress if progress is None else progress
@@ -208,17 +213,17 @@ def evaluate_items(model: Any, tokenizer: Any, items: Sequence[EvalItem], cfg: E
 
 def item_records(item: EvalItem, fmt: Any, completions: Sequence[Completion], cfg: EvalConfig,
                  tokenizer: Any, shapes: LineShapes | None = None) -> list[dict[str, Any]]:
-    """Records of one problem's completions; the teacher strategies and maze references run once."""
+    """Records of one problem's completions; the teacher strategies and plan references run once."""
     runs = []
     if cfg.teacher.enabled:
         runs = run_strategies(item.problem, cfg.teacher.strategies(), cfg.teacher.seed)
-    maze = _maze_reference(item, _token_counter(tokenizer)) if _is_maze(item, cfg) else {}
+    plans = _plan_reference(item, _token_counter(tokenizer)) if _scores_plans(item, cfg) else {}
     out = []
     for completion in completions:
         verdict = judge(item.problem, fmt, completion.text, completion.truncated, item.prompt, shapes)
         states, illegal = _model_states(item, fmt, completion)
         record = make_record(item, completion, verdict, illegal)
-        record.update(maze)
+        record.update(plans)
         if runs:
             record["teacher"] = {r.label: {"solved": r.solved, "n_expanded": r.n_expanded} for r in runs}
             if cfg.alignment:
@@ -227,8 +232,10 @@ def item_records(item: EvalItem, fmt: Any, completions: Sequence[Completion], cf
     return out
 
 
-def _is_maze(item: EvalItem, cfg: EvalConfig) -> bool:
-    return cfg.mode == "maze" or (cfg.mode is None and item.domain == "maze")
+def _scores_plans(item: EvalItem, cfg: EvalConfig) -> bool:
+    """Plan metrics when asked (mode "maze", the name kept for stage hashes) or when the domain's
+    problems declare `optimal_plans`."""
+    return cfg.mode == "maze" or (cfg.mode is None and has_optimal_plans(item.problem))
 
 
 def _token_counter(tokenizer: Any) -> Callable[[str], int]:
@@ -243,7 +250,8 @@ def summarize(records: Sequence[dict[str, Any]], cfg: EvalConfig) -> dict[str, A
         splits.setdefault(f"{rec['split']}/{rec['format']}" if several else rec["split"], []).append(rec)
     return {
         "splits": {
-            name: split_metrics(recs, cfg.pass_k, maze=any(r.get("optimal_length") is not None for r in recs))
+            name: split_metrics(recs, cfg.pass_k,
+                                plans=any(r.get("optimal_length") is not None for r in recs))
             for name, recs in splits.items()
         },
         "n_completions": len(records),

@@ -6,7 +6,8 @@ nodes it expanded, and the set of states it visited (for the SoS state alignment
 
 States come from events on both sides (the model's parsed trace, the strategy's SearchResult) through
 one key function, rather than from `Verdict.visited`: the strategies have no rendered list, Countdown
-nodes must compare as number multisets (SoS's definition; rendered lists keep the order), and replay
+nodes must compare as number multisets (SoS's definition, the problem's `state_key`; rendered lists
+keep the order), and replay
 stops at the first error while SoS's alignment keeps the valid nodes written after it.
 """
 
@@ -20,19 +21,6 @@ from typing import Any
 from metacot_core.problems.base import Problem
 from metacot_core.search.config import SearchConfig, StrategyMix
 from metacot_core.search.events import Close, Create, DeadEnd, Event, Expand, Generate, Goal
-
-
-def _countdown_numbers(state: Any) -> Any:
-    """A Countdown state `(numbers, operations)` (or bare numbers) -> its numbers as a sorted tuple."""
-    if isinstance(state, tuple | list) and state and isinstance(state[0], tuple | list):
-        state = state[0]
-    return tuple(sorted(state))
-
-
-# Per-domain identity of a node for alignment and legality checks. Countdown follows Stream of
-# Search: two nodes are the same node when they hold the same numbers, whatever their order and
-# whatever operations led there (the domain's own states include the operations written so far).
-STATE_KEYS: dict[str, Any] = {"countdown": _countdown_numbers}
 
 
 @dataclass(slots=True)
@@ -56,10 +44,14 @@ class TreeCheck:
 
 
 def state_key(problem: Problem, state: Any) -> Any:
-    """A hashable identity of a state, equal for states the domain considers the same node."""
+    """A hashable identity of a state, equal for states the domain considers the same node.
+
+    The problem's `state_key` hook decides (Countdown follows Stream of Search: the same numbers in
+    any order are the same node); without one, the state itself.
+    """
     if isinstance(state, list):
         state = tuple(state)
-    canon = STATE_KEYS.get(getattr(problem, "domain", ""))
+    canon = getattr(problem, "state_key", None)
     if canon is not None:
         try:
             return canon(state)

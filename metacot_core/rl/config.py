@@ -4,14 +4,20 @@ One pydantic model per concern, every field with a default and a description, an
 reject settings that cannot work together (a group of one sample has no advantage; a length term
 based on the SoS node budget needs a budget). Loaded with `metacot_core.config.load_config`, so
 `grpo.beta=0.0` style overrides work from the command line and from Prefect parameters.
+
+RL methods are registered like domains (`registry.names("rl")`): each is one config class, a
+`MethodConfig` naming its training loop (`trainer`). `RLConfig` gets one block per registered method,
+named after it (`star:`, `grpo:`), and `method` picks the block that runs. Every block is part of the
+config (and of its stage hash) whichever method runs, as it always was.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from metacot_core import registry
 from metacot_core.config import NON_BLANK
 
 
@@ -73,8 +79,27 @@ class TrainConfig(_Strict):
     max_length: int = Field(1024, ge=8, description="prompt + completion tokens kept per sequence")
 
 
-class StarConfig(_Strict):
+class MethodConfig(_Strict):
+    """The settings block of one RL method, and what the runner asks of it.
+
+    trainer: "module:function" of the training loop, called as fn(run, log, save, sampler) with the
+    prepared `RLRun` (rl/runner.py); imported only when the method runs, so configs load without torch.
+    """
+
+    trainer: ClassVar[str]
+
+    def total_steps(self) -> int:
+        """Rounds or optimizer steps the method runs in all (resume counts against it)."""
+        raise NotImplementedError
+
+    def check(self, cfg: Any) -> None:
+        """Raise ValueError when the whole RL config cannot work with this method (default: it can)."""
+
+
+class StarConfig(MethodConfig):
     """Expert iteration as Stream of Search ran it: sample k, keep the correct ones, fine-tune, repeat."""
+
+    trainer: ClassVar[str] = "metacot_core.rl.star:run_method"
 
     iterations: int = Field(3, ge=1, description="sample-filter-fine-tune rounds")
     samples_per_problem: int = Field(4, ge=1, description="k traces sampled per training problem")
@@ -94,9 +119,14 @@ class StarConfig(_Strict):
         "previous", description="fine-tune each round from the previous round's model or from the SFT model"
     )
 
+    def total_steps(self) -> int:
+        return self.iterations
 
-class GrpoConfig(_Strict):
+
+class GrpoConfig(MethodConfig):
     """Group Relative Policy Optimization with a clipped objective and a k3 KL to the reference model."""
+
+    trainer: ClassVar[str] = "metacot_core.rl.grpo:run_method"
 
     steps: int = Field(100, ge=1, description="optimizer rounds (each: rollout, score, advantages, update)")
     prompts_per_step: int = Field(8, ge=1, description="problems per rollout batch")
@@ -112,6 +142,13 @@ class GrpoConfig(_Strict):
     )
     on_collapse: Literal["warn", "stop"] = Field("warn", description="what a collapse alarm does")
     checkpoint_every: int = Field(10, ge=1, description="resumable checkpoint every n steps, and last")
+
+    def total_steps(self) -> int:
+        return self.steps
+
+    def check(self, cfg: Any) -> None:
+        if cfg.sampling.temperature == 0.0:
+            raise ValueError("sampling.temperature: GRPO needs temperature > 0 (greedy groups are identical)")
 
 
 class EvalConfig(_Strict):
@@ -138,10 +175,10 @@ class GuardConfig(_Strict):
     )
 
 
-class RLConfig(_Strict):
-    """Everything one RL run needs; `method` picks the `star` or `grpo` block."""
+class RLSettings(_Strict):
+    """Everything one RL run needs but the methods' blocks (RLConfig adds one per registered method)."""
 
-    method: Literal["star", "grpo"] = Field("star", description="star (expert iteration) or grpo")
+    method: str = Field("star", description="registered RL method: star (expert iteration), grpo, ...")
     init_checkpoint: str = Field("", description="the SFT checkpoint RL starts from (a local folder)")
     dataset: str = Field("", description="trace dataset (Parquet folder) with train and held-out splits")
     train_split: str = Field("train", description="split whose problems RL trains on")
@@ -157,13 +194,37 @@ class RLConfig(_Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    star: StarConfig = Field(default_factory=StarConfig)
-    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     guards: GuardConfig = Field(default_factory=GuardConfig)
 
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        known = registry.names("rl")
+        if value not in known:
+            raise ValueError(f"unknown RL method {value!r}; known: {', '.join(known)}")
+        return value
+
+    @property
+    def method_config(self) -> MethodConfig:
+        """The settings block of the method that runs."""
+        return getattr(self, self.method)
+
     @model_validator(mode="after")
-    def _coherent(self) -> RLConfig:
-        if self.method == "grpo" and self.sampling.temperature == 0.0:
-            raise ValueError("sampling.temperature: GRPO needs temperature > 0 (greedy groups are identical)")
+    def _coherent(self) -> RLSettings:
+        self.method_config.check(self)
         return self
+
+
+def _method_blocks() -> dict[str, Any]:
+    """One field per registered RL method: its config class, defaults when the YAML leaves it out."""
+    blocks: dict[str, Any] = {}
+    for name in registry.names("rl"):
+        cls = registry.get_rl_method(name)
+        blocks[name] = (cls, Field(default_factory=cls, description=(cls.__doc__ or "").split("\n")[0]))
+    return blocks
+
+
+RLConfig = create_model(  # type: ignore[misc]  # a class whose fields come from the method registry
+    "RLConfig", __base__=RLSettings, __module__=__name__, **_method_blocks())
+RLConfig.__doc__ = """Everything one RL run needs; `method` picks which registered method's block runs."""

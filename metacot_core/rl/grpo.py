@@ -31,6 +31,7 @@ from metacot_core.rl.common import (
     evaluate_sets,
     format_of,
     judge_completions,
+    load_policy,
 )
 from metacot_core.rl.config import RLConfig
 from metacot_core.rl.grpo_math import group_advantages, grpo_loss, token_logprobs
@@ -222,3 +223,24 @@ def run_grpo(policy: Any, reference: Any | None, tokenizer: Any, train_problems:
         if last or done % g.checkpoint_every == 0:
             save(policy, optimizer, done)
     return policy
+
+
+def reference_model(cfg: RLConfig) -> Any | None:
+    """The frozen SFT model the KL term pulls towards (None when beta = 0)."""
+    if cfg.grpo.beta <= 0.0:
+        return None
+    ref, _ = load_policy(cfg.init_checkpoint, cfg.device)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def run_method(r: Any, log: Callable[[dict[str, float], int], None], save: Callable[[Any, Any, int], None],
+               sampler: Sampler | None) -> None:
+    """The runner's entry (GrpoConfig.trainer): `run_grpo` on a prepared RLRun (rl/runner.py)."""
+    optimizer = make_optimizer(r.model, r.cfg)
+    if r.state.get("optimizer") is not None:
+        optimizer.load_state_dict(r.state["optimizer"])
+    run_grpo(r.model, reference_model(r.cfg), r.tokenizer, r.train_problems, r.eval_sets, r.cfg, optimizer,
+             log, save, r.start, sampler)

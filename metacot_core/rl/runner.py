@@ -1,4 +1,4 @@
-"""One RL run from a config: load the SFT model (or the latest RL checkpoint), run STaR or GRPO, save.
+"""One RL run from a config: load the SFT model (or the latest RL checkpoint), run the method, save.
 
     from metacot_core.config import load_config
     from metacot_core.rl.config import RLConfig
@@ -13,10 +13,14 @@ takes the same steps as an uninterrupted one.
 
 Rollouts are sampled in this process unless the caller passes a `Sampler` built from the prepared
 model (tasks/rl.py does, with a pool of Ray actors, when rollout.workers > 0).
+
+The method's loop is the `trainer` its config class names (STaR: rl/star.py `run_method`, GRPO:
+rl/grpo.py `run_method`), looked up through the RL method registry, never by an if on the name.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +38,7 @@ from metacot_core.rl.common import (
 from metacot_core.rl.config import RLConfig
 
 LogFn = Callable[[dict[str, float], int], None]
+SaveFn = Callable[[Any, Any, int], None]
 
 
 @dataclass
@@ -51,7 +56,7 @@ class RLRun:
 
     @property
     def total(self) -> int:
-        return self.cfg.star.iterations if self.cfg.method == "star" else self.cfg.grpo.steps
+        return self.cfg.method_config.total_steps()
 
 
 def eval_splits(cfg: RLConfig) -> list[str]:
@@ -76,17 +81,6 @@ def prepare(cfg: RLConfig) -> RLRun:
     set_rng_state(state["rng"])
     return RLRun(cfg, model, tokenizer, train, evals, start=int(state["step"]), resumed_from=str(path),
                  state=state)
-
-
-def _reference(cfg: RLConfig) -> Any | None:
-    """The frozen SFT model the KL term pulls towards (None when beta = 0)."""
-    if cfg.grpo.beta <= 0.0:
-        return None
-    ref, _ = load_policy(cfg.init_checkpoint, cfg.device)
-    ref.eval()
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref
 
 
 def run(cfg: RLConfig, log: LogFn | None = None, prepared: RLRun | None = None,
@@ -119,30 +113,13 @@ def run(cfg: RLConfig, log: LogFn | None = None, prepared: RLRun | None = None,
                                             keep=cfg.keep_checkpoints)))
 
     if r.start < r.total:
-        if cfg.method == "star":
-            _run_star(r, logged, save, sampler)
-        else:
-            _run_grpo(r, logged, save, sampler)
+        trainer(cfg)(r, logged, save, sampler)
     summary["final"] = last
     summary["checkpoint"] = saved[-1] if saved else r.resumed_from
     return summary
 
 
-def _run_star(r: RLRun, log: LogFn, save: Callable[[Any, Any, int], None], sampler: Sampler | None) -> None:
-    from metacot_core.rl.star import run_star
-
-    base_state = None
-    if r.cfg.star.init == "base":
-        base_state = load_policy(r.cfg.init_checkpoint, r.cfg.device)[0].state_dict()
-    run_star(r.model, r.tokenizer, r.train_problems, r.eval_sets, r.cfg, log, save, r.start, base_state,
-             sampler)
-
-
-def _run_grpo(r: RLRun, log: LogFn, save: Callable[[Any, Any, int], None], sampler: Sampler | None) -> None:
-    from metacot_core.rl.grpo import make_optimizer, run_grpo
-
-    optimizer = make_optimizer(r.model, r.cfg)
-    if r.state.get("optimizer") is not None:
-        optimizer.load_state_dict(r.state["optimizer"])
-    run_grpo(r.model, _reference(r.cfg), r.tokenizer, r.train_problems, r.eval_sets, r.cfg, optimizer, log,
-             save, r.start, sampler)
+def trainer(cfg: RLConfig) -> Callable[[RLRun, LogFn, SaveFn, Sampler | None], None]:
+    """The training loop of the configured method (imported now: it pulls in torch)."""
+    module, _, name = type(cfg.method_config).trainer.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -31,6 +31,7 @@ from metacot_core.rl.common import (
     evaluate_sets,
     format_of,
     judge_completions,
+    load_policy,
 )
 from metacot_core.rl.config import RLConfig, StarConfig
 from metacot_core.rl.guards import check_collapse
@@ -245,3 +246,13 @@ def run_star(model: Any, tokenizer: Any, problems: Sequence[RLProblem],
         log(metrics, done)
         save(model, None, done)
     return model
+
+
+def run_method(r: Any, log: Callable[[dict[str, float], int], None], save: Callable[[Any, Any, int], None],
+               sampler: Sampler | None) -> None:
+    """The runner's entry (StarConfig.trainer): `run_star` on a prepared RLRun (rl/runner.py)."""
+    base_state = None
+    if r.cfg.star.init == "base":
+        base_state = load_policy(r.cfg.init_checkpoint, r.cfg.device)[0].state_dict()
+    run_star(r.model, r.tokenizer, r.train_problems, r.eval_sets, r.cfg, log, save, r.start, base_state,
+             sampler)

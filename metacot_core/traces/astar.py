@@ -1,6 +1,6 @@
-"""Searchformer's A* trace format for mazes (Lehnert et al. 2024), and its replay validator.
+"""Searchformer's A* trace format (Lehnert et al. 2024), and its replay validator.
 
-Prompt (one line; walls in order of y, then x):
+Prompt: the problem's `instance_prompt()` (mazes, one line, walls in order of y, then x):
     start 0 0 goal 2 2 wall 1 1 wall 0 2
 Trace (one step per line; `cG cH` are the cost so far and the heuristic as `c<int>` tokens), then the
 plan: every cell of the path, the start included:
@@ -20,14 +20,16 @@ same g and h; nothing but plan steps follows the close of the goal; the plan wal
 the goal through created cells, and `problem.verify` accepts it. Which open node is closed (least f)
 is not checked: a trace may deviate from the teacher's order and still be a legal search.
 
-`linearize_plan` / `replay_plan` write and judge the plan alone (the solution-only control).
+`linearize_plan` / `replay_plan` write and judge the plan alone; `PlanFormat` is the solution-only
+control of a domain whose Domain names it as its `solution_format` (mazes).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
-from metacot_core.problems.base import Problem
+from metacot_core.problems.base import Problem, instance_prompt
 from metacot_core.search.events import Close, Create, Event, Goal
 from metacot_core.search.result import SearchResult
 from metacot_core.traces.base import Reason, TraceParseError, Verdict
@@ -45,7 +47,7 @@ class AstarFormat:
     domains: ClassVar[tuple[str, ...]] = ("maze",)
 
     def prompt(self, problem: Problem) -> str:
-        return maze_prompt(problem)
+        return instance_prompt(problem)
 
     def linearize(self, problem: Problem, result: SearchResult) -> str:
         lines = []
@@ -87,18 +89,6 @@ class AstarFormat:
             return internal_error(err)
 
 
-def maze_prompt(problem: Problem) -> str:
-    """Searchformer's prompt: `start x y goal x y wall x y ...` from the canonical instance.
-
-    It ends with a newline so that training text is simply prompt + trace, as for every format.
-    """
-    inst = problem.to_instance()
-    words = ["start", *map(str, inst["start"]), "goal", *map(str, inst["goal"])]
-    for x, y in inst["walls"]:
-        words += ["wall", str(x), str(y)]
-    return " ".join(words) + "\n"
-
-
 def linearize_plan(problem: Problem, result: SearchResult) -> str:
     """`plan x y` lines from the start to the goal (empty when the search found no solution)."""
     if result.solution is None:
@@ -117,6 +107,47 @@ def replay_plan(problem: Problem, text: str) -> Verdict:
         return _replay(problem, text, plan_only=True)
     except Exception as err:  # noqa: BLE001
         return internal_error(err)
+
+
+class PlanFormat:
+    """The plan alone (`plan x y` lines after the prompt): the solution-only control of a grid domain.
+
+    The plan comes from A* (optimal), run here when the result passed in is not already an A* solution.
+    """
+
+    name: ClassVar[str] = "solution"
+    domains: ClassVar[tuple[str, ...]] = ("maze",)
+
+    def claims(self, text: str) -> bool:
+        """Whether `text` is written in this format's words (see SolutionFormat.parse)."""
+        return text.lstrip().startswith(("plan", *_PROMPT_WORDS))
+
+    def prompt(self, problem: Problem) -> str:
+        return instance_prompt(problem)
+
+    def linearize(self, problem: Problem, result: SearchResult) -> str:
+        return linearize_plan(problem, _optimal(problem, result))
+
+    def parse(self, text: str) -> list[Event]:
+        return AstarFormat().parse(text)
+
+    def replay(self, problem: Problem, text: str) -> Verdict:
+        return replay_plan(problem, text)
+
+
+def _optimal(problem: Problem, result: SearchResult) -> SearchResult:
+    if result.solved and result.algorithm.startswith("astar"):
+        return result
+    from metacot_core.registry import get_search
+
+    return get_search("astar")(problem, _astar_config(), None)
+
+
+@lru_cache(maxsize=1)
+def _astar_config() -> Any:
+    from metacot_core.search.config import SearchConfig
+
+    return SearchConfig(algorithm="astar")
 
 
 def internal_error(err: Exception) -> Verdict:

@@ -28,8 +28,9 @@ Example (maze from (0,0) to (2,0), wall at (1,0); `search/mcts.py` defines the i
     child n3 n1 1,1 -> 1,1
     ...
 
-Prompt: mazes use Searchformer's `start x y goal x y wall x y ...`; other domains write their canonical
-instance as `problem <key> <values...> ...` (Countdown: `problem numbers 43 15 18 9 target 13`).
+Prompt: the problem's `instance_prompt()` (mazes: Searchformer's `start x y goal x y wall x y ...`);
+a domain without one writes its canonical instance as `problem <key> <values...> ...` (Countdown:
+`problem numbers 43 15 18 9 target 13`, see problems.base.generic_prompt).
 
 `replay` is generic over any Problem and needs no state parser: for each `child` line it finds the
 legal action of the parent state whose rendering matches the written action, applies it, and compares
@@ -46,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from metacot_core.problems.base import Problem
+from metacot_core.problems.base import Problem, instance_prompt
 from metacot_core.search.events import (
     Backtrack,
     Backup,
@@ -75,11 +76,7 @@ class MctsFormat:
     domains: ClassVar[tuple[str, ...]] = ("countdown", "maze")
 
     def prompt(self, problem: Problem) -> str:
-        if problem.domain == "maze":
-            from metacot_core.traces.astar import maze_prompt
-
-            return maze_prompt(problem)
-        return generic_prompt(problem)
+        return instance_prompt(problem)
 
     def linearize(self, problem: Problem, result: SearchResult) -> str:
         return format_events(render_events(problem, result.events))
@@ -96,22 +93,6 @@ class MctsFormat:
             return _replay(problem, text)
         except Exception as err:  # noqa: BLE001 - replay judges any text; a bug must not crash evaluation
             return internal_error(err)
-
-
-def generic_prompt(problem: Problem) -> str:
-    """`problem key v1 v2 ...` from the canonical instance, nested lists flattened, ending in a newline
-    so that training text is prompt + trace."""
-    words = ["problem"]
-    for key, value in problem.to_instance().items():
-        words.append(str(key))
-        words.extend(_flatten(value))
-    return " ".join(words) + "\n"
-
-
-def _flatten(value: Any) -> list[str]:
-    if isinstance(value, list | tuple):
-        return [w for item in value for w in _flatten(item)]
-    return [str(value)]
 
 
 def render_events(problem: Problem, events: Sequence[Event]) -> list[Event]:

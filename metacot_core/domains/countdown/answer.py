@@ -5,12 +5,12 @@ The strict judge (`judge.py`) replays every line and calls an output solved only
 wrote is legal and the goal is real. SoS's reported solve rates (e.g. 51% vs 26%) check only the
 operations on the path to "Goal Reached". Both are reported (`solve_rate` and `answer_rate`), so a
 model whose search wanders through illegal states but lands on a right answer shows up as such.
+`CountdownProblem.read_answer` hands `countdown_answer` to the generic score (evaluation/answer_only.py).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 _GOAL = re.compile(r"^\s*(\d{1,30}),(\d{1,30}) equal: Goal Reached\s*$")
 _EXPLORE = re.compile(r"^\s*Exploring Operation: ([^,]{1,100}), Resulting Numbers: \[[\d, ]*\]\s*$")
@@ -39,23 +39,3 @@ def countdown_answer(text: str) -> list[str] | None:
                 break
         return [*ops, explored.group(1).strip()]
     return None
-
-
-def answer_solved(problem: Any, text: str, strict_solved: bool) -> bool | None:
-    """True when the output's final answer verifies by the problem's rules. Never raises.
-
-    Countdown: the goal path's operations (see `countdown_answer`) checked by `problem.verify`.
-    Other domains have no answer apart from the output (a maze plan is the whole output): None, so
-    no answer rate is reported for them.
-    """
-    if getattr(problem, "domain", None) != "countdown":
-        return None
-    if strict_solved:
-        return True
-    if not isinstance(text, str):
-        return False
-    try:
-        ops = countdown_answer(text)
-        return bool(ops) and bool(problem.verify(ops))
-    except Exception:  # noqa: BLE001 - a malformed answer is a wrong answer
-        return False

@@ -30,8 +30,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from metacot_core.domains.countdown.problem import apply_op
 from metacot_core.problems.base import Problem
-from metacot_core.problems.countdown import apply_op
 from metacot_core.search._common import GIVE_UP, LEAF
 from metacot_core.search.events import Backtrack, DeadEnd, Event, Expand, Generate, Goal
 from metacot_core.search.result import SearchResult

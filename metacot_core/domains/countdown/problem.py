@@ -459,6 +459,21 @@ class CountdownProblem:
     def to_instance(self) -> dict[str, Any]:
         return {"numbers": list(self.numbers), "target": self.target}
 
+    # --- hooks the generic formats and the evaluator ask (problems/base.py) ----------------------
+    def state_key(self, state: Any) -> Numbers:
+        """A node's identity as Stream of Search compares nodes: its numbers as a multiset, whatever
+        their order and whatever operations led there. Takes a state `(numbers, operations)` or bare
+        numbers (parsed traces give either)."""
+        if isinstance(state, tuple | list) and state and isinstance(state[0], tuple | list):
+            state = state[0]
+        return tuple(sorted(state))
+
+    def read_answer(self, text: str) -> list[str] | None:
+        """The operations on the path to the first "Goal Reached" (SoS's answer-only score)."""
+        from metacot_core.domains.countdown.answer import countdown_answer
+
+        return countdown_answer(text)
+
     # Fast path for search/_common.py: score every child cheaply, build only the ones a search uses.
     def scored_children(self, state: State, heuristic: str) -> list[tuple[float, int, int, int, int]]:
         """(h, i, j, op code, result) per child in SoS's order (pairs i < j, then +, *, -, /).
@@ -627,6 +642,13 @@ class CountdownDomain:
     name: ClassVar[str] = "countdown"
     config_cls: ClassVar[type[BaseModel]] = CountdownConfig
     splits: ClassVar[tuple[str, ...]] = SPLITS
+
+    @property
+    def solution_format(self) -> Any:
+        """SoS's optimal path, the `solution` control for Countdown (imported here: it imports us)."""
+        from metacot_core.domains.countdown.solution import CountdownSolutionFormat
+
+        return CountdownSolutionFormat()
 
     def __init__(self) -> None:
         self._blocks: dict[tuple[str, str, int, int], list[tuple[list[int], int]]] = {}

@@ -1,6 +1,6 @@
-"""The optimal-path control: the solution alone, written in the search format's words.
+"""Countdown's optimal-path control: the solution alone, written in the search format's words.
 
-Countdown: Stream of Search's `optimal_path` (`CountDown.convert_to_path`): the prompt, then for each
+Stream of Search's `optimal_path` (`CountDown.convert_to_path`): the prompt, then for each
 step "Exploring Operation", "Generated Node #k: [...] from Operation: ..." (k from 2) and the new
 "Current State", and "t,t equal: Goal Reached" at the end. The solution is SoS's generator solution,
 the first one its exhaustive search finds (every Countdown solution has N-1 steps, so "optimal" means
@@ -12,8 +12,8 @@ We remove one occurrence per operand, the numbers the reference search actually 
 control never writes an illegal state. `sos_optimal_path(..., duplicate_bug=True)` reproduces SoS's
 text byte for byte (the fixture test uses it).
 
-Maze: Searchformer's `plan x y` lines, written and judged by `traces/astar.py` (imported lazily); the
-plan comes from A* (optimal), run here when the result passed in is not already an A* solution.
+The generic `solution` format (traces/solution_only.py) hands Countdown problems to
+`CountdownSolutionFormat`, which `CountdownDomain.solution_format` names.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any, ClassVar
 
+from metacot_core.domains.countdown.problem import apply_op, parse_step, reference_solution
 from metacot_core.problems.base import Problem, UnsolvableProblemError
-from metacot_core.problems.countdown import apply_op, parse_step, reference_solution
 from metacot_core.search.events import Event, Expand, Generate, Goal
 from metacot_core.search.result import SearchResult
 from metacot_core.traces.base import Reason, TraceParseError, Verdict
@@ -36,25 +35,22 @@ _GENERATED = re.compile(r"Generated Node #(\d{1,9}): \[([\d, ]*)\] from Operatio
 _GOAL = re.compile(r"(\d{1,30}),(\d{1,30}) equal: Goal Reached")
 
 
-class SolutionFormat:
-    """Solution-only traces: SoS's optimal path for Countdown, Searchformer's plan for mazes."""
+class CountdownSolutionFormat:
+    """SoS's optimal path: the solution-only control for Countdown (the `solution` format asks for it)."""
 
     name: ClassVar[str] = "solution"
-    domains: ClassVar[tuple[str, ...]] = ("countdown", "maze")
+    domains: ClassVar[tuple[str, ...]] = ("countdown",)
+
+    def claims(self, text: str) -> bool:
+        """Whether `text` is written in this format's words (the `solution` format parses without a
+        problem, so it asks each domain's writer)."""
+        return text.lstrip().startswith(("Current State:", "Exploring Operation:"))
 
     def prompt(self, problem: Problem) -> str:
-        if problem.domain == "maze":
-            from metacot_core.traces.astar import maze_prompt
-
-            return maze_prompt(problem)
         target, numbers = _countdown(problem)
         return f"Current State: {target}:{list(numbers)}, Operations: []\n"
 
     def linearize(self, problem: Problem, result: SearchResult) -> str:
-        if problem.domain == "maze":
-            from metacot_core.traces.astar import linearize_plan
-
-            return linearize_plan(problem, _optimal_maze(problem, result))
         target, numbers = _countdown(problem)
         steps = reference_solution(numbers, target)
         if steps is None:
@@ -65,18 +61,10 @@ class SolutionFormat:
         """Events of a solution text: Expand per state, Generate per step, Goal at the end."""
         if not isinstance(text, str):
             raise TraceParseError(f"expected text, got {type(text).__name__}")
-        if text.lstrip().startswith("plan") or text.lstrip().startswith("start"):
-            from metacot_core.traces.astar import AstarFormat
-
-            return AstarFormat().parse(text)
         return _parse_countdown(text)
 
     def replay(self, problem: Problem, text: str) -> Verdict:
         try:
-            if problem.domain == "maze":
-                from metacot_core.traces.astar import replay_plan
-
-                return replay_plan(problem, text)
             return _replay_countdown(problem, text)
         except TraceParseError as err:
             return Verdict(valid=False, solved=False, reason=Reason.UNPARSEABLE, detail=str(err)[:300])
@@ -144,23 +132,8 @@ def solution_events(problem: Problem, steps: Sequence[str]) -> list[Event]:
 def _countdown(problem: Problem) -> tuple[int, tuple[int, ...]]:
     inst = problem.to_instance()
     if "numbers" not in inst or "target" not in inst:
-        raise ValueError(f"solution format: no Countdown or maze instance in {problem!r}")
+        raise ValueError(f"solution format: no Countdown instance in {problem!r}")
     return int(inst["target"]), tuple(int(x) for x in inst["numbers"])
-
-
-def _optimal_maze(problem: Problem, result: SearchResult) -> SearchResult:
-    if result.solved and result.algorithm.startswith("astar"):
-        return result
-    from metacot_core.registry import get_search
-
-    return get_search("astar")(problem, _astar_config(), None)
-
-
-@lru_cache(maxsize=1)
-def _astar_config() -> Any:
-    from metacot_core.search.config import SearchConfig
-
-    return SearchConfig(algorithm="astar")
 
 
 def _nums(text: str) -> tuple[int, ...]:

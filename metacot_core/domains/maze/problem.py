@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metacot_core.problems.base import UnsolvableProblemError
+from metacot_core.traces.astar import PlanFormat
 
 Cell = tuple[int, int]
 
@@ -199,6 +200,20 @@ class MazeProblem:
         """Deterministic A* tie order among equal f: lower y first, then lower x (as Searchformer)."""
         return (state[1], state[0])
 
+    # --- hooks the generic formats and the evaluator ask (problems/base.py) ----------------------
+    optimal_plans: ClassVar[bool] = True  # evaluation adds optimal rate, SWC and ILR
+
+    def instance_prompt(self) -> str:
+        """Searchformer's prompt: `start x y goal x y wall x y ...` from the canonical instance.
+
+        It ends with a newline so that training text is simply prompt + trace, as for every format.
+        """
+        inst = self.to_instance()
+        words = ["start", *map(str, inst["start"]), "goal", *map(str, inst["goal"])]
+        for x, y in inst["walls"]:
+            words += ["wall", str(x), str(y)]
+        return " ".join(words) + "\n"
+
 
 def parse_cell(text: Any) -> Cell | None:
     """`"3,4"` -> (3, 4); None when `text` is not two comma-separated integers."""
@@ -247,6 +262,7 @@ class MazeDomain:
     name: ClassVar[str] = "maze"
     config_cls: ClassVar[type[BaseModel]] = MazeConfig
     splits: ClassVar[tuple[str, ...]] = ("train", "test", "harder")
+    solution_format: ClassVar[Any] = PlanFormat()  # Searchformer's plan lines, the solution control
 
     def make(self, cfg: BaseModel, split: str, index: int, seed: int) -> MazeProblem:
         """The `index`-th maze of `split`; raises UnsolvableProblemError if the config admits none."""

@@ -30,11 +30,11 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from metacot_core.domains.countdown.sos import _INT, _OP, SosFormat
 from metacot_core.problems.base import Problem
 from metacot_core.search.events import Event
 from metacot_core.search.result import SearchResult
 from metacot_core.traces.base import Reason, Verdict
-from metacot_core.traces.sos import _INT, _OP, SosFormat
 
 CALC_PREFIX = "Calc: "
 _EXPLORE_OP = re.compile(rf"Exploring Operation: {_OP}, ")  # a, op, b, result, as in the sos grammar

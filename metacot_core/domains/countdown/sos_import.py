@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from metacot_core.data.schema import count_trace_tokens
-from metacot_core.problems.countdown import CountdownProblem, reference_solution, solvable_batch
+from metacot_core.domains.countdown.problem import CountdownProblem, reference_solution, solvable_batch
+from metacot_core.domains.countdown.solution import sos_optimal_path
+from metacot_core.domains.countdown.sos import SosFormat
 from metacot_core.search.beam import beam
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.dfs import dfs
-from metacot_core.traces.solution import sos_optimal_path
-from metacot_core.traces.sos import SosFormat
 
 _REQUIRED = ("nums", "target", "search_path")
 _MAX_NODES = {2: 4, 3: 48, 4: 1152, 5: 46080}  # SoS's rating denominators per count of numbers
