@@ -169,8 +169,8 @@ def log_final_model(final_dir: str) -> None:
     from huggingface_hub import ModelCard
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(final_dir, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(final_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(final_dir, local_files_only=True, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(final_dir, local_files_only=True, trust_remote_code=False)
     # explicit requirements: mlflow's inference imports every optional vision/audio package
     reqs = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
     # our own card: without one, mlflow asks the Hugging Face hub for a card named after the path
