@@ -15,6 +15,7 @@ transformers 5. Training runs bf16 autocast on GPU with fp32 master weights (see
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,6 +144,26 @@ def is_model_dir(path: str | Path) -> bool:
     return (path / "config.json").is_file() and bool(weights)
 
 
+def refuse_remote_code(path: str | Path) -> None:
+    """ValueError naming the file when a checkpoint folder declares classes of its own (`auto_map`).
+
+    A checkpoint is untrusted input: transformers would import the module `auto_map` names (on a
+    terminal it even asks [y/N] whatever trust_remote_code's default), so such a folder is refused
+    before any load; metacot's models and tokenizers are all built-in transformers classes.
+    """
+    for name in ("config.json", "tokenizer_config.json"):
+        file = Path(path) / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{file}: not a readable JSON file ({type(err).__name__})") from None
+        if isinstance(data, dict) and "auto_map" in data:
+            raise ValueError(f"{file}: declares auto_map (code shipped with the checkpoint); "
+                             "metacot loads no checkpoint code, only built-in transformers classes")
+
+
 def load_local_model(path: str | Path, attn_implementation: str | None = None) -> Any:
     """A causal LM from a local directory; a one-line error when the directory holds no model."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -152,6 +173,7 @@ def load_local_model(path: str | Path, attn_implementation: str | None = None) -
         raise FileNotFoundError(f"init_from {path}: directory not found")
     if not is_model_dir(path):
         raise ValueError(f"init_from {path}: not a model directory (needs config.json and *.safetensors)")
+    refuse_remote_code(path)
     config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     attn = attn_implementation or default_attention(config.model_type)
     return AutoModelForCausalLM.from_pretrained(

@@ -201,7 +201,10 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{path}: no tokenizer here (tokenizer.json missing)")
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    from metacot_core.models import refuse_remote_code
+
+    refuse_remote_code(path)
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:

@@ -53,10 +53,12 @@ def train_on_ray(cfg: SFTConfig, logger: StepLogger) -> dict[str, Any]:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from tasks.ray_runtime import init_ray
+
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         need = cfg.ray.num_workers * cfg.ray.cpus_per_worker
-        ray.init(
+        init_ray(
             address=address,
             num_cpus=None if address else max(os.cpu_count() or 1, int(need + 0.999)),
             include_dashboard=None,  # default: Train V2 polls the state API, which the dashboard serves

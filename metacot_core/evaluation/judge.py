@@ -71,7 +71,7 @@ def join_prompt(prompt: str, text: str) -> str:
     return prompt + text
 
 
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII: the grammar writes no other digits
 
 
 def line_shape(line: str) -> str:

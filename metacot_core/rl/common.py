@@ -228,14 +228,14 @@ def find_resume(cfg: RLConfig) -> tuple[Path | None, dict[str, Any] | None]:
 
     Refuses a checkpoint written by the other method (a STaR round number is not a GRPO step).
     """
-    from metacot_core.training.checkpoint import latest_checkpoint
+    from metacot_core.training.checkpoint import latest_checkpoint, read_state_file
 
     if not cfg.resume:
         return None, None
     path = latest_checkpoint(checkpoints_root(cfg))
     if path is None:
         return None, None
-    state = torch.load(path / RL_STATE_FILE, map_location="cpu", weights_only=False)
+    state = read_state_file(path / RL_STATE_FILE)
     if state.get("method") != cfg.method:
         raise ValueError(f"{path}: checkpoint of method {state.get('method')!r}, this run is {cfg.method!r}; "
                          "use another output_dir")

@@ -29,10 +29,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from metacot_core.ascii_text import is_ascii_digits
 from metacot_core.problems.base import Problem, instance_prompt
 from metacot_core.search.events import Close, Create, Event, Goal
 from metacot_core.search.result import SearchResult
-from metacot_core.traces.base import Reason, TraceParseError, Verdict
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
 
 _ARITY = {"create": 4, "close": 4, "plan": 2}
 _PROMPT_WORDS = ("start", "goal", "wall")
@@ -83,6 +84,8 @@ class AstarFormat:
         return events
 
     def replay(self, problem: Problem, text: str) -> Verdict:
+        if (foreign := foreign_characters(text)) is not None:
+            return foreign
         try:
             return _replay(problem, text, plan_only=False)
         except Exception as err:  # noqa: BLE001 - replay judges any text; a bug must not crash evaluation
@@ -103,6 +106,8 @@ def linearize_plan(problem: Problem, result: SearchResult) -> str:
 
 def replay_plan(problem: Problem, text: str) -> Verdict:
     """Judge a plan-only text (`plan x y` steps, optionally after the prompt). Never raises."""
+    if (foreign := foreign_characters(text)) is not None:
+        return foreign
     try:
         return _replay(problem, text, plan_only=True)
     except Exception as err:  # noqa: BLE001
@@ -187,13 +192,13 @@ def parse_steps(text: str) -> tuple[list[Step], str | None]:
 
 
 def _parse_int(token: str) -> int:
-    if not token.lstrip("-").isdigit() or len(token) > 9:
+    if not is_ascii_digits(token.removeprefix("-")) or len(token) > 9:
         raise ValueError(f"{token!r} is not a coordinate")
     return int(token)
 
 
 def _parse_cost(token: str) -> int:
-    if len(token) < 2 or token[0] != "c" or not token[1:].isdigit() or len(token) > 10:
+    if len(token) < 2 or token[0] != "c" or not is_ascii_digits(token[1:]) or len(token) > 10:
         raise ValueError(f"{token!r} is not a cost token c<int>")
     return int(token[1:])
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from metacot_core.ascii_text import first_foreign_char
 from metacot_core.problems.base import Problem
 from metacot_core.search.events import Event
 from metacot_core.search.result import SearchResult
@@ -83,3 +84,14 @@ class TraceFormat(Protocol):
     def replay(self, problem: Problem, text: str) -> Verdict:
         """Check every step of `text` against the problem's rules. Never raises."""
         ...
+
+
+def foreign_characters(text: Any) -> Verdict | None:
+    """The verdict on text holding a character no format writes, else None. The grammars are ASCII, so
+    a trace with an Arabic-Indic digit or a zero-width space is not the trace it looks like."""
+    found = first_foreign_char(text) if isinstance(text, str) else None
+    if found is None:
+        return None
+    offset, char = found
+    return Verdict(valid=False, solved=False, reason=Reason.UNPARSEABLE,
+                   detail=f"character U+{ord(char):04X} at offset {offset}: the trace grammar is ASCII")

@@ -43,10 +43,12 @@ the root verifies. Which child UCT should select is not checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from metacot_core.ascii_text import is_ascii_digits
 from metacot_core.problems.base import Problem, instance_prompt
 from metacot_core.search.events import (
     Backtrack,
@@ -62,9 +64,10 @@ from metacot_core.search.events import (
 from metacot_core.search.mcts import ROOT, mean_milli, rollout_reward_milli
 from metacot_core.search.result import SearchResult
 from metacot_core.traces.astar import internal_error
-from metacot_core.traces.base import Reason, TraceParseError, Verdict
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
 
 VALUE_TOLERANCE = 0.001 + 1e-9
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # how values are written ({:.3f}), ASCII only
 _KEYWORDS = ("expand", "child", "rollout", "backup", "back", "select", "deadend", "goal")
 _PROMPT_STARTS = ("problem ", "start ")
 
@@ -89,6 +92,8 @@ class MctsFormat:
         return events
 
     def replay(self, problem: Problem, text: str) -> Verdict:
+        if (foreign := foreign_characters(text)) is not None:
+            return foreign
         try:
             return _replay(problem, text)
         except Exception as err:  # noqa: BLE001 - replay judges any text; a bug must not crash evaluation
@@ -218,13 +223,15 @@ def _node_id(token: str) -> str:
 
 
 def _count(token: str) -> int:
-    if not token.isdigit() or len(token) > 12:
+    if not is_ascii_digits(token) or len(token) > 12:
         raise ValueError(f"{token!r} is not a visit count")
     return int(token)
 
 
 def _number(token: str) -> float:
     token = token.strip()
+    if _DECIMAL.fullmatch(token) is None:  # float() takes every Unicode digit, "1_0", "nan", "1e9"
+        raise ValueError(f"{token!r} is not a number")
     try:
         value = float(token)
     except ValueError:

@@ -23,6 +23,10 @@ import torch
 STATE_FILE = "trainer_state.pt"
 CONFIG_FILE = "sft_config.json"
 PREFIX = "step-"
+# What a trainer state holds beyond tensors and plain containers: numpy's RNG state array. A checkpoint
+# folder may come from anywhere, so it is read with `weights_only=True` and only these are let through
+# (pickle would run whatever a crafted `__reduce__` names).
+STATE_GLOBALS = (np.ndarray, np.dtype, type(np.dtype(np.uint32)), np._core.multiarray._reconstruct)
 
 
 class CheckpointError(ValueError):
@@ -124,7 +128,22 @@ def load_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not (path / STATE_FILE).is_file():
         raise CheckpointError(f"{path}: not a training checkpoint ({STATE_FILE} missing)")
-    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    return read_state_file(path / STATE_FILE)
+
+
+def read_state_file(file: Path) -> dict[str, Any]:
+    """A trainer state file, read without running any code it names; CheckpointError if it holds more
+    than tensors, plain containers and the numpy RNG array (see STATE_GLOBALS) or is not a state."""
+    try:
+        with torch.serialization.safe_globals(list(STATE_GLOBALS)):
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - pickle errors come in many types; each means "not a state"
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        first = next((line for line in lines if "global" in line or "Can only build" in line), lines[0])
+        raise CheckpointError(f"{file}: not a trainer state this version can read safely ({first})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: not a trainer state (holds a {type(state).__name__}, not a dict)")
+    return state
 
 
 def saved_config(path: str | Path) -> dict[str, Any]:

@@ -184,12 +184,13 @@ def prepare_run(cfg: SFTConfig) -> tuple[SFTConfig, RunData]:
 
 
 def load_local_model_check(path: str) -> None:
-    from metacot_core.models import is_model_dir
+    from metacot_core.models import is_model_dir, refuse_remote_code
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"init_from {path}: directory not found")
     if not is_model_dir(path):
         raise ValueError(f"init_from {path}: not a model directory (needs config.json and *.safetensors)")
+    refuse_remote_code(path)
 
 
 def check_resume(path: Path, cfg: SFTConfig, tokenizer: Any) -> dict[str, Any]:

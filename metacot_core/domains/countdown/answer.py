@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
-_GOAL = re.compile(r"^\s*(\d{1,30}),(\d{1,30}) equal: Goal Reached\s*$")
-_EXPLORE = re.compile(r"^\s*Exploring Operation: ([^,]{1,100}), Resulting Numbers: \[[\d, ]*\]\s*$")
-_STATE_OPS = re.compile(r"^\s*Current State: \d{1,30}:\[[\d, ]*\], Operations: \[(.*)\]\s*$")
+_GOAL = re.compile(r"^\s*([0-9]{1,30}),([0-9]{1,30}) equal: Goal Reached\s*$")
+_EXPLORE = re.compile(r"^\s*Exploring Operation: ([^,]{1,100}), Resulting Numbers: \[[0-9, ]*\]\s*$")
+_STATE_OPS = re.compile(r"^\s*Current State: [0-9]{1,30}:\[[0-9, ]*\], Operations: \[(.*)\]\s*$")
 _OP_ITEM = re.compile(r"'([^']*)'")
 
 

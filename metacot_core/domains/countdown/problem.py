@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from metacot_core.ascii_text import is_ascii_digits
 from metacot_core.problems.base import UnsolvableProblemError
 
 Numbers = tuple[int, ...]
@@ -573,7 +574,7 @@ def parse_step(step: str) -> tuple[int, str, int, int] | None:
     for op in "+*-/":
         a, sep, b = left.partition(op)
         if sep:
-            if not (a.isdigit() and b.isdigit() and right.isdigit()) or max(len(a), len(b), len(right)) > 30:
+            if not all(map(is_ascii_digits, (a, b, right))) or max(len(a), len(b), len(right)) > 30:
                 return None
             return int(a), op, int(b), int(right)
     return None

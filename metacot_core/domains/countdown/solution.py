@@ -23,16 +23,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from metacot_core.ascii_text import is_ascii_digits
 from metacot_core.domains.countdown.problem import apply_op, parse_step, reference_solution
 from metacot_core.problems.base import Problem, UnsolvableProblemError
 from metacot_core.search.events import Event, Expand, Generate, Goal
 from metacot_core.search.result import SearchResult
-from metacot_core.traces.base import Reason, TraceParseError, Verdict
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
 
-_STATE = re.compile(r"Current State: (\d{1,30}):\[([\d, ]*)\], Operations: \[(.*)\]")
-_EXPLORE = re.compile(r"Exploring Operation: (\S{1,100}), Resulting Numbers: \[([\d, ]*)\]")
-_GENERATED = re.compile(r"Generated Node #(\d{1,9}): \[([\d, ]*)\] from Operation: (\S{1,100})")
-_GOAL = re.compile(r"(\d{1,30}),(\d{1,30}) equal: Goal Reached")
+_STATE = re.compile(r"Current State: ([0-9]{1,30}):\[([0-9, ]*)\], Operations: \[(.*)\]")
+_EXPLORE = re.compile(r"Exploring Operation: (\S{1,100}), Resulting Numbers: \[([0-9, ]*)\]")
+_GENERATED = re.compile(r"Generated Node #([0-9]{1,9}): \[([0-9, ]*)\] from Operation: (\S{1,100})")
+_GOAL = re.compile(r"([0-9]{1,30}),([0-9]{1,30}) equal: Goal Reached")
 
 
 class CountdownSolutionFormat:
@@ -64,6 +65,8 @@ class CountdownSolutionFormat:
         return _parse_countdown(text)
 
     def replay(self, problem: Problem, text: str) -> Verdict:
+        if (foreign := foreign_characters(text)) is not None:
+            return foreign
         try:
             return _replay_countdown(problem, text)
         except TraceParseError as err:
@@ -140,7 +143,7 @@ def _nums(text: str) -> tuple[int, ...]:
     if not text.strip():
         return ()
     parts = text.split(", ")
-    if not all(p.isdigit() for p in parts):
+    if not all(is_ascii_digits(p) for p in parts):
         raise TraceParseError(f"bad number list [{text[:60]}]")
     return tuple(int(p) for p in parts)
 

@@ -30,18 +30,19 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from metacot_core.ascii_text import is_ascii_digits
 from metacot_core.domains.countdown.problem import apply_op
 from metacot_core.problems.base import Problem
 from metacot_core.search._common import GIVE_UP, LEAF
 from metacot_core.search.events import Backtrack, DeadEnd, Event, Expand, Generate, Goal
 from metacot_core.search.result import SearchResult
-from metacot_core.traces.base import Reason, TraceParseError, Verdict
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
 
 NO_SOLUTION_LINE = "No solution found."
-_INT = r"(\d{1,30})"
-_LIST = r"\[([\d, ]*)\]"
+_INT = r"([0-9]{1,30})"  # ASCII digits: \d takes every Unicode digit
+_LIST = r"\[([0-9, ]*)\]"
 _OP = _INT + r"([-+*/])" + _INT + "=" + _INT
-_ID = r"(\d{1,9}(?:,\d{1,9}){0,64})"
+_ID = r"([0-9]{1,9}(?:,[0-9]{1,9}){0,64})"
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("state", re.compile(rf"Current State: {_INT}:{_LIST}, Operations: \[(.*)\]")),
     ("explore", re.compile(rf"Exploring Operation: {_OP}, Resulting Numbers: {_LIST}")),
@@ -124,6 +125,8 @@ class SosFormat:
 
     def replay(self, problem: Problem, text: str) -> Verdict:
         """Judge `text` (with or without the prompt line) against the Countdown rules. Never raises."""
+        if (foreign := foreign_characters(text)) is not None:
+            return foreign
         try:
             return _SosReplay(problem).run(text)
         except Exception as err:  # noqa: BLE001 - the judge must answer on any input, a bug included
@@ -220,7 +223,7 @@ def _nums(text: str) -> Nums:
     if not text.strip():
         return ()
     parts = text.split(", ")
-    if not all(p.isdigit() for p in parts):
+    if not all(is_ascii_digits(p) for p in parts):
         raise TraceParseError(f"bad number list [{text[:60]}]")
     return tuple(int(p) for p in parts)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from metacot_core.ascii_text import is_ascii_digits
 from metacot_core.data.schema import count_trace_tokens
 from metacot_core.domains.countdown.problem import CountdownProblem, reference_solution, solvable_batch
 from metacot_core.domains.countdown.solution import sos_optimal_path
@@ -109,7 +110,7 @@ def search_config_for(record: dict[str, Any]) -> SearchConfig:
         raise ValueError(f"heuristic: unknown SoS heuristic {record.get('heuristic')!r}")
     if stype == "dfs":
         return _config("dfs", heuristic, 1)
-    if stype.startswith("bfs_") and stype[4:].isdigit() and int(stype[4:]) >= 1:
+    if stype.startswith("bfs_") and is_ascii_digits(stype[4:]) and int(stype[4:]) >= 1:
         return _config("beam", heuristic, int(stype[4:]))
     raise ValueError(f"search_type: unknown SoS search type {stype!r} (expected dfs or bfs_<b>)")
 

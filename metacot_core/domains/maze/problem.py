@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from metacot_core.ascii_text import ascii_int
 from metacot_core.problems.base import UnsolvableProblemError
 from metacot_core.traces.astar import PlanFormat
 
@@ -222,8 +223,8 @@ def parse_cell(text: Any) -> Cell | None:
     parts = text.strip().split(",")
     if len(parts) != 2:
         return None
-    try:
-        return (int(parts[0]), int(parts[1]))
+    try:  # ASCII digits only: int() also takes Unicode digits, underscores and blanks
+        return (ascii_int(parts[0].strip(" "), signed=True), ascii_int(parts[1].strip(" "), signed=True))
     except ValueError:
         return None
 
