@@ -1,7 +1,7 @@
 """Throwaway server processes (MLflow, Prefect): a free port, and stopping one by its process id.
 
 Light on purpose (standard library only): `metacot run` imports it before anything heavy, to start
-its temporary Prefect API as early as it can (flows/local_api.py).
+its temporary Prefect API as early as it can (cli/local_api.py).
 """
 
 from __future__ import annotations

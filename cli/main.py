@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli_data import app as data_app
-from flows.cli_eval import app as eval_app
-from flows.cli_experiment import app as experiment_app
-from flows.cli_ops import app as ops_app
-from flows.cli_pipeline import app as pipeline_app
-from flows.cli_train import app as train_app
+from cli.data import app as data_app
+from cli.eval import app as eval_app
+from cli.experiment import app as experiment_app
+from cli.ops import app as ops_app
+from cli.pipeline import app as pipeline_app
+from cli.train import app as train_app
 
 app = typer.Typer(help="metacot: search traces, SFT, RL and evaluation of transformers that search.",
                   no_args_is_help=True, pretty_exceptions_enable=False)

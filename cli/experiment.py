@@ -19,14 +19,14 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_pipeline import FallbackOpt, OverridesArg, _fail, _user_errors
+from cli.pipeline import FallbackOpt, OverridesArg, _fail, _user_errors
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.callback()
 def _group() -> None:
-    """Experiment commands (flows/cli.py mounts them at the top level: `metacot experiment`)."""
+    """Experiment commands (cli/main.py mounts them at the top level: `metacot experiment`)."""
 
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML (configs/<problem>/<experiment>.yaml)")]
 OnlyOpt = Annotated[list[str] | None, typer.Option(

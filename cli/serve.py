@@ -1,7 +1,7 @@
 """`metacot serve`: a local Prefect server (SQLite) plus the metacot deployments, served until Ctrl-C.
 
     metacot serve                          # UI and API at http://127.0.0.1:4200
-    python -m flows.serve --port 4300 --home .prefect-test
+    python -m cli.serve --port 4300 --home .prefect-test
 then, from another terminal:
     export PREFECT_API_URL=http://127.0.0.1:4200/api
     prefect deployment run 'metacot-pipeline/countdown-cpu'
@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from flows.processes import LOOPBACK, stop_server
+from cli.processes import LOOPBACK, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = ROOT / ".prefect"
@@ -93,8 +93,8 @@ def start_server(env: dict[str, str], log: Path | None = None) -> subprocess.Pop
 
 def start_serving(env: dict[str, str], names: list[str] | None = None, log: Path | None = None,
                   limit: int | None = 1) -> subprocess.Popen:
-    """`python -m flows.serve --deployments-only`: register and serve the deployments."""
-    cmd = [sys.executable, "-m", "flows.serve", "--deployments-only"]
+    """`python -m cli.serve --deployments-only`: register and serve the deployments."""
+    cmd = [sys.executable, "-m", "cli.serve", "--deployments-only"]
     for name in names or []:
         cmd += ["--deployment", name]
     if limit:

@@ -1,7 +1,7 @@
 """Operations commands: run the local MLflow tracking server that shows what the pipeline logged.
 
     metacot mlflow-server                 # http://127.0.0.1:5000, reads ./mlflow.db and ./mlartifacts/
-    python -m flows.cli_ops mlflow-server --port 5001
+    python -m cli.ops mlflow-server --port 5001
 
 The server reads the same SQLite file and artifact folder that `tasks.tracking` writes to by default,
 so runs logged without a server show up in its UI. Ctrl-C stops it and every worker it started.
@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from flows.processes import LOOPBACK, stop_server
+from cli.processes import LOOPBACK, stop_server
 from tasks.tracking import PROJECT_ROOT
 
 app = typer.Typer(no_args_is_help=True)

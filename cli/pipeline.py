@@ -6,7 +6,7 @@
 
 A config that fails validation, or an MLflow server that does not answer, prints one line naming the
 problem and exits with status 1 before any flow runs (`run` starts the temporary Prefect API first,
-so that it boots during the imports: flows/local_api.py; it is stopped on the way out).
+so that it boots during the imports: cli/local_api.py; it is stopped on the way out).
 `--mlflow-fallback` logs to the embedded SQLite store when the server in MLFLOW_TRACKING_URI is down
 (only when asked).
 """
@@ -48,7 +48,7 @@ def _fail(err: BaseException) -> None:
 def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: FallbackOpt = False) -> None:
     """Run an experiment end to end (generate -> SFT -> RL -> evaluate) as one Prefect flow; finished
     stages are reused and an interrupted run resumes where it stopped."""
-    from flows.local_api import local_api
+    from cli.local_api import local_api
 
     # the temporary Prefect API (when none is configured) boots while the imports below run
     with local_api() as api:
@@ -96,7 +96,7 @@ def serve(
     no_ui: Annotated[bool, typer.Option("--no-ui", help="API only")] = False,
 ) -> None:
     """Start a local Prefect server (SQLite) and serve the metacot deployments until Ctrl-C."""
-    from flows.serve import DEFAULT_HOME, run_all
+    from cli.serve import DEFAULT_HOME, run_all
 
     try:
         code = run_all(home or DEFAULT_HOME, host, port, not no_ui, deployment or None, limit or None,

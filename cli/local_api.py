@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from flows.processes import LOOPBACK, die_with_parent, free_port, stop_server
+from cli.processes import LOOPBACK, die_with_parent, free_port, stop_server
 
 # What Prefect sets for the temporary server it starts itself (prefect.server.api.server):
 # API only, and the subset of services Prefect runs in temporary servers.
