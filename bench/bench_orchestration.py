@@ -115,12 +115,12 @@ def main() -> None:
                "PREFECT_HOME": str(work / "prefect")}
         env.pop("PREFECT_API_URL", None)  # the temporary local API that a run without a server gets
         if not args.fresh:  # an earlier run made the Prefect database and the MLflow store
-            timed([sys.executable, "-m", "flows.cli", "run", "--config",
+            timed([sys.executable, "-m", "cli", "run", "--config",
                    "configs/countdown/pipeline-tiny.yaml", f"output_root={work / 'prime'}"], env,
                   work / "prime.log")
         base = [sys.executable, str(Path(__file__).resolve()), "--direct", "--config", args.config,
                 *args.overrides, f"output_root={work / 'direct'}", "--times", str(work / "direct.json")]
-        flow = [sys.executable, "-m", "flows.cli", "run", "--config", args.config, *args.overrides,
+        flow = [sys.executable, "-m", "cli", "run", "--config", args.config, *args.overrides,
                 f"output_root={work / 'pipeline'}"]  # `metacot run`, the README's main command
         t_direct = timed(base, env, work / "direct.log")
         t_flow = timed(flow, env, work / "pipeline.log")

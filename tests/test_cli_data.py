@@ -11,7 +11,7 @@ import yaml
 from toy_plugin import toy  # noqa: F401  (fixture used by name)
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.main import app
 from metacot_core.data.reader import iter_rows
 
 SOS_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sos"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.processes import free_port
-from flows.serve import DEPLOYMENTS, build_deployments, server_env
+from cli.processes import free_port
+from cli.serve import DEPLOYMENTS, build_deployments, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -76,7 +76,7 @@ def test_serve_run_a_deployment_and_see_it_in_mlflow(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.serve", "--port", str(port), "--home", str(tmp_path / "prefect"),
+            [sys.executable, "-m", "cli.serve", "--port", str(port), "--home", str(tmp_path / "prefect"),
              "--no-ui", "--deployment", DEPLOYMENT],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)

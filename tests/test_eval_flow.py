@@ -169,7 +169,7 @@ def test_prefect_flow_evaluate(checkpoint, maze_dataset, tmp_path, tracking_stor
 
 
 def test_cli_eval_no_flow(checkpoint, maze_dataset, tmp_path):
-    from flows.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, [
         "eval", "--checkpoint", str(checkpoint), "--dataset", str(maze_dataset), "--split", "test",
@@ -181,7 +181,7 @@ def test_cli_eval_no_flow(checkpoint, maze_dataset, tmp_path):
 
 
 def test_cli_eval_bad_inputs_are_one_line(checkpoint, maze_dataset, tmp_path):
-    from flows.cli import app
+    from cli.main import app
 
     runner = CliRunner()
     missing = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "nope"),
@@ -204,7 +204,7 @@ def test_eval_cpu_config_loads():
 
 
 def test_cli_unknown_parent_run_is_one_line_error(checkpoint, maze_dataset, tmp_path, tracking_store):
-    from flows.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["eval", "--checkpoint", str(checkpoint), "--dataset", str(maze_dataset),
                                       "--no-flow", "--parent-run-id", "nosuchrun", "progress=false"])

@@ -64,7 +64,7 @@ def test_eval_compare_command_prints_and_logs_to_mlflow(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from flows.cli import app
+    from cli.main import app
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -176,7 +176,7 @@ def test_grid_crosses_every_arm_and_names_each_point(tmp_path: Path) -> None:
 def test_cli_dry_run_lists_the_arms_and_bad_config_is_one_line(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli_experiment import app
+    from cli.experiment import app
 
     result = CliRunner().invoke(app, ["experiment", "configs/countdown/sos-vs-solution-cpu.yaml", "--dry-run",
                                       "--only", "solution", "sft.train.max_steps=5"])

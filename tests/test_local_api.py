@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FLOW_CASE = """
 import json, os, urllib.request
-from flows import local_api
+from cli import local_api
 from prefect import flow, get_client
 
 @flow
@@ -46,7 +46,7 @@ print("RESULT" + json.dumps(out))
 
 DEAD_CASE = """
 import json, os
-from flows import local_api
+from cli import local_api
 api = local_api.start_local_api()
 api.proc.kill()  # whatever the reason, the process is gone before it answered
 out = {"started": api is not None, "ready": api.wait(timeout=5),
@@ -56,7 +56,7 @@ print("RESULT" + json.dumps(out))
 
 KILLED_CASE = """
 import os, signal
-from flows import local_api
+from cli import local_api
 api = local_api.start_local_api()
 print("RESULT" + str(api.proc.pid), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)  # no handler, no atexit: only the kernel can stop the server now
@@ -64,7 +64,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # no handler, no atexit: only the kernel c
 
 CONFIGURED_CASE = """
 import json, os
-from flows import local_api
+from cli import local_api
 with local_api.local_api() as api:
     print("RESULT" + json.dumps({"none": api is None, "url": os.environ["PREFECT_API_URL"]}))
 """

@@ -18,8 +18,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from flows.cli_ops import start_mlflow_server, wait_until_healthy
-from flows.processes import LOOPBACK, free_port, stop_server
+from cli.ops import start_mlflow_server, wait_until_healthy
+from cli.processes import LOOPBACK, free_port, stop_server
 from tasks import tracking
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -96,7 +96,7 @@ def test_sweep_space_is_validated() -> None:
 
 
 def test_unreachable_mlflow_server_is_an_error_unless_fallback_asked(monkeypatch, capsys) -> None:
-    from flows.processes import free_port
+    from cli.processes import free_port
     from tasks import tracking
     from tasks.tracking import TrackingUnreachable, check_tracking
 
@@ -111,7 +111,7 @@ def test_unreachable_mlflow_server_is_an_error_unless_fallback_asked(monkeypatch
 def test_cli_run_bad_config_prints_one_line(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli_pipeline import app
+    from cli.pipeline import app
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsft:\n  config: configs/countdown/sft-cpu.yaml\n"

@@ -1,7 +1,7 @@
 """`metacot serve`: a local Prefect server (SQLite) plus the metacot deployments, served until Ctrl-C.
 
     metacot serve                          # UI and API at http://127.0.0.1:4200
-    python -m flows.serve --port 4300 --home .prefect-test
+    python -m cli.serve --port 4300 --home .prefect-test
 then, from another terminal:
     export PREFECT_API_URL=http://127.0.0.1:4200/api
     prefect deployment run 'metacot-pipeline/countdown-cpu'
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from flows.processes import LOOPBACK, stop_server
+from cli.processes import LOOPBACK, ServerFailed, die_with_parent, install_exit_signals, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = ROOT / ".prefect"
@@ -78,7 +77,8 @@ def _start(cmd: list[str], env: dict[str, str], log: Path | None) -> subprocess.
     out = open(log, "ab") if log is not None else None  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=die_with_parent())
     finally:
         if out is not None:
             out.close()
@@ -93,8 +93,8 @@ def start_server(env: dict[str, str], log: Path | None = None) -> subprocess.Pop
 
 def start_serving(env: dict[str, str], names: list[str] | None = None, log: Path | None = None,
                   limit: int | None = 1) -> subprocess.Popen:
-    """`python -m flows.serve --deployments-only`: register and serve the deployments."""
-    cmd = [sys.executable, "-m", "flows.serve", "--deployments-only"]
+    """`python -m cli.serve --deployments-only`: register and serve the deployments."""
+    cmd = [sys.executable, "-m", "cli.serve", "--deployments-only"]
     for name in names or []:
         cmd += ["--deployment", name]
     if limit:
@@ -107,7 +107,7 @@ def wait_until_healthy(api_url: str, proc: subprocess.Popen, timeout: float = 12
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with code {proc.returncode} before it was ready")
+            raise ServerFailed(f"prefect server exited with code {proc.returncode} before it was ready")
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
                 if response.status == 200 and json.loads(response.read() or b"false") is True:
@@ -140,7 +140,7 @@ def build_deployments(names: list[str] | None = None) -> list[Any]:
 def serve_deployments(names: list[str] | None = None, limit: int | None = 1) -> None:
     """Register the deployments with the API in PREFECT_API_URL and run their flow runs (blocks)."""
     if not os.environ.get("PREFECT_API_URL"):
-        raise RuntimeError("PREFECT_API_URL is not set: start the server with `metacot serve`")
+        raise ServerFailed("PREFECT_API_URL is not set: start the server with `metacot serve`")
     from prefect import serve
 
     serve(*build_deployments(names), limit=limit, print_starting_message=True)
@@ -151,7 +151,7 @@ def run_all(home: Path = DEFAULT_HOME, host: str = LOOPBACK, port: int = DEFAULT
             echo: Any = print) -> int:
     """Server, then the serve process; waits until either exits or Ctrl-C, then stops both by id."""
     build_deployments(names)  # a bad name fails here, before anything starts
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops the children too, like Ctrl-C
+    install_exit_signals()  # `kill PID` or a closed terminal stops the children too, like Ctrl-C
     env = server_env(home, host, port, ui)
     logs = (log_dir / "prefect-server.log", log_dir / "prefect-serve.log") if log_dir else (None, None)
     server = start_server(env, logs[0])
@@ -171,16 +171,12 @@ def run_all(home: Path = DEFAULT_HOME, host: str = LOOPBACK, port: int = DEFAULT
         dead = next(p for p in procs if p.poll() is not None)
         echo(f"{'server' if dead is server else 'serve'} process exited with code {dead.returncode}")
         return dead.returncode or 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a server stopped on request has done its job: status 0
         echo("stopping")
         return 0
     finally:
         for proc in reversed(procs):
             stop_server(proc)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

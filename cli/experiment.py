@@ -19,14 +19,15 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_pipeline import FallbackOpt, OverridesArg, _fail, _user_errors
+from cli.boundary import App
+from cli.pipeline import FallbackOpt, OverridesArg
 
-app = typer.Typer(no_args_is_help=True)
+app = App(no_args_is_help=True)
 
 
 @app.callback()
 def _group() -> None:
-    """Experiment commands (flows/cli.py mounts them at the top level: `metacot experiment`)."""
+    """Experiment commands (cli/main.py mounts them at the top level: `metacot experiment`)."""
 
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML (configs/<problem>/<experiment>.yaml)")]
 OnlyOpt = Annotated[list[str] | None, typer.Option(
@@ -66,8 +67,6 @@ def experiment(config: ConfigArg, overrides: OverridesArg = None, only: OnlyOpt 
             from flows.experiment import experiment as experiment_flow
 
             result = experiment_flow(str(config), overrides or [], only or None, mlflow_fallback)
-    except _user_errors() as err:
-        _fail(err)
     except Exception as err:
         from flows.experiment_tune import ArmsFailed
 

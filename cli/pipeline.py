@@ -6,9 +6,9 @@
 
 A config that fails validation, or an MLflow server that does not answer, prints one line naming the
 problem and exits with status 1 before any flow runs (`run` starts the temporary Prefect API first,
-so that it boots during the imports: flows/local_api.py; it is stopped on the way out).
+so that it boots during the imports: cli/local_api.py; it is stopped on the way out).
 `--mlflow-fallback` logs to the embedded SQLite store when the server in MLFLOW_TRACKING_URI is down
-(only when asked).
+(only when asked). SIGTERM, SIGHUP and Ctrl-C stop every server a command started (cli/boundary.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from cli.boundary import App
+
+app = App(no_args_is_help=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="experiment YAML (pipeline config)")]
 OverridesArg = Annotated[list[str] | None,
@@ -28,43 +30,24 @@ FallbackOpt = Annotated[bool, typer.Option("--mlflow-fallback",
                                            help="log to the local SQLite store if the MLflow server is down")]
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from metacot_core.config import ConfigError
-    from metacot_core.data.schema import DatasetError
-    from metacot_core.training.checkpoint import CheckpointError
-    from metacot_core.training.data import DataError
-    from tasks.tracking import TrackingUnreachable
-
-    return (ConfigError, DataError, DatasetError, CheckpointError, TrackingUnreachable, FileNotFoundError,
-            ValueError)
-
-
-def _fail(err: BaseException) -> None:
-    typer.echo(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", err=True)
-    raise typer.Exit(1)
-
-
 @app.command("run")
 def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: FallbackOpt = False) -> None:
     """Run an experiment end to end (generate -> SFT -> RL -> evaluate) as one Prefect flow; finished
     stages are reused and an interrupted run resumes where it stopped."""
-    from flows.local_api import local_api
+    from cli.local_api import local_api
 
     # the temporary Prefect API (when none is configured) boots while the imports below run
     with local_api() as api:
-        try:
-            from metacot_core.pipeline.config import load_pipeline
-            from tasks.tracking import check_tracking
+        from metacot_core.pipeline.config import load_pipeline
+        from tasks.tracking import check_tracking
 
-            load_pipeline(config, overrides or [])  # fail fast, before any flow runs
-            check_tracking(mlflow_fallback)
-            from flows.pipeline import pipeline
+        load_pipeline(config, overrides or [])  # fail fast, before any flow runs
+        check_tracking(mlflow_fallback)
+        from flows.pipeline import pipeline
 
-            if api is not None:
-                api.wait()
-            results = pipeline(str(config), overrides or [], mlflow_fallback)
-        except _user_errors() as err:
-            _fail(err)
+        if api is not None:
+            api.wait()
+        results = pipeline(str(config), overrides or [], mlflow_fallback)
     typer.echo(json.dumps({"headline": results["headline"], "mlflow": results["mlflow"]}, indent=2))
 
 
@@ -73,15 +56,12 @@ def sweep(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: Fa
     """Ray Tune sweep over the config's `sweep.space` with ASHA early stopping; writes best-config.yaml."""
     from metacot_core.pipeline.config import load_pipeline
 
-    try:
-        pipe = load_pipeline(config, overrides or [])
-        if pipe.config.sweep is None:
-            raise ValueError(f"{config}: no `sweep:` block (search space) in this config")
-        from flows.sweep import run_sweep
+    pipe = load_pipeline(config, overrides or [])
+    if pipe.config.sweep is None:
+        raise ValueError(f"{config}: no `sweep:` block (search space) in this config")
+    from flows.sweep import run_sweep
 
-        result: dict[str, Any] = run_sweep(str(config), overrides or [], mlflow_fallback)
-    except _user_errors() as err:
-        _fail(err)
+    result: dict[str, Any] = run_sweep(str(config), overrides or [], mlflow_fallback)
     typer.echo(json.dumps(result, indent=2, default=str))
     typer.echo(f"best config: {result['best_config']}  (metacot run --config {result['best_config']})")
 
@@ -96,13 +76,10 @@ def serve(
     no_ui: Annotated[bool, typer.Option("--no-ui", help="API only")] = False,
 ) -> None:
     """Start a local Prefect server (SQLite) and serve the metacot deployments until Ctrl-C."""
-    from flows.serve import DEFAULT_HOME, run_all
+    from cli.serve import DEFAULT_HOME, run_all
 
-    try:
-        code = run_all(home or DEFAULT_HOME, host, port, not no_ui, deployment or None, limit or None,
-                       echo=typer.echo)
-    except (RuntimeError, TimeoutError, ValueError) as err:
-        _fail(err)
+    code = run_all(home or DEFAULT_HOME, host, port, not no_ui, deployment or None, limit or None,
+                   echo=typer.echo)
     raise typer.Exit(code)
 
 

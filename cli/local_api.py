@@ -17,16 +17,14 @@ The server runs in its own process group and is stopped by its process id when t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from flows.processes import LOOPBACK, die_with_parent, free_port, stop_server
+from cli.processes import LOOPBACK, die_with_parent, exit_signals, free_port, stop_server
 
 # What Prefect sets for the temporary server it starts itself (prefect.server.api.server):
 # API only, and the subset of services Prefect runs in temporary servers.
@@ -136,25 +134,18 @@ def start_local_api(host: str = LOOPBACK, on_start: Callable[[LocalApi], None] |
     return api
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 @contextmanager
 def local_api() -> Iterator[LocalApi | None]:
     """The command's temporary API for the duration of the block (call `.wait()` before a flow).
 
-    SIGTERM (`kill <pid>`) ends the command through SystemExit while the block runs, so the server
-    is stopped on the way out instead of outliving a killed pipeline.
+    SIGTERM (`kill <pid>`) and SIGHUP end the block as Ctrl-C does (processes.exit_signals), so the
+    server is stopped on the way out instead of outliving a killed pipeline.
     """
-    handle = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if handle else None
     started: list[LocalApi] = []
-    try:
-        yield start_local_api(on_start=started.append)
-    finally:
-        for api in started:
-            api.stop()
-            _set_api_url(api.saved)
-        if handle:
-            signal.signal(signal.SIGTERM, previous)
+    with exit_signals():
+        try:
+            yield start_local_api(on_start=started.append)
+        finally:
+            for api in started:
+                api.stop()
+                _set_api_url(api.saved)

@@ -1,16 +1,19 @@
 """Operations commands: run the local MLflow tracking server that shows what the pipeline logged.
 
     metacot mlflow-server                 # http://127.0.0.1:5000, reads ./mlflow.db and ./mlartifacts/
-    python -m flows.cli_ops mlflow-server --port 5001
+    python -m cli.ops mlflow-server --port 5001
 
 The server reads the same SQLite file and artifact folder that `tasks.tracking` writes to by default,
-so runs logged without a server show up in its UI. Ctrl-C stops it and every worker it started.
+so runs logged without a server show up in its UI. Ctrl-C, SIGTERM and a closed terminal stop it and
+every worker it started (its process group; the kernel's parent-death signal and cli/watchdog.py when
+this command is killed). A port already in use is reported at once.
 The process helpers below are shared with the browser test, which starts a throwaway server the same
 way on a free port.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -21,16 +24,19 @@ from typing import Annotated
 
 import typer
 
-from flows.processes import LOOPBACK, stop_server
-from tasks.tracking import PROJECT_ROOT
+from cli.boundary import App
+from cli.processes import LOOPBACK, ServerFailed, die_with_parent, port_in_use, stop_server
 
-app = typer.Typer(no_args_is_help=True)
+app = App(no_args_is_help=True)
 
 
 @app.callback()
 def _ops() -> None:
     """Operations: local servers for the pipeline's tools."""
 
+# tasks.tracking.PROJECT_ROOT, not imported from there: that loads mlflow (8 s on a busy 2-core
+# machine) on every `metacot` command, this one's port check included.
+PROJECT_ROOT = Path(os.environ.get("METACOT_HOME", Path.cwd())).resolve()
 DEFAULT_DB = PROJECT_ROOT / "mlflow.db"
 DEFAULT_ARTIFACTS = PROJECT_ROOT / "mlartifacts"
 
@@ -50,7 +56,8 @@ def mlflow_server_command(db: Path, artifacts: Path, host: str = LOOPBACK, port:
 
 def start_mlflow_server(db: Path, artifacts: Path, host: str = LOOPBACK, port: int = 5000,
                         workers: int = 1, log: Path | None = None) -> subprocess.Popen:
-    """Start `mlflow server` in its own process group, so stopping it also stops its web workers."""
+    """Start `mlflow server` in its own process group, so stopping it also stops its web workers; it
+    gets SIGTERM from the kernel if this process dies first."""
     db.parent.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     # Without a log file the server writes to this terminal, which is what a person running it wants.
@@ -58,7 +65,7 @@ def start_mlflow_server(db: Path, artifacts: Path, host: str = LOOPBACK, port: i
     try:
         return subprocess.Popen(mlflow_server_command(db, artifacts, host, port, workers),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent())
     finally:
         if log is not None:
             out.close()
@@ -70,7 +77,7 @@ def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with code {proc.returncode} before it was ready"
+            raise ServerFailed(f"mlflow server exited with code {proc.returncode} before it was ready"
                                + _log_tail(log))
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
@@ -97,23 +104,23 @@ def mlflow_server(
     artifacts: Annotated[Path, typer.Option(help="Folder the artifacts go to.")] = DEFAULT_ARTIFACTS,
     workers: int = typer.Option(1, min=1, help="Web worker processes."),
 ) -> None:
-    """Serve the MLflow UI and API over the project's SQLite store until Ctrl-C."""
+    """Serve the MLflow UI and API over the project's SQLite store until Ctrl-C (or SIGTERM)."""
     url = f"http://{host}:{port}"
+    if port_in_use(host, port):  # else a second server takes the first one's /health for its own
+        raise ServerFailed(f"port {port} is in use (on {host}); pick another with --port")
     proc = start_mlflow_server(db, artifacts, host=host, port=port, workers=workers)
     try:
         wait_until_healthy(url, proc)
         typer.echo(f"MLflow UI: {url}  (store sqlite:///{db.resolve()}, artifacts {artifacts.resolve()})")
         typer.echo(f"Point runs at it with: export MLFLOW_TRACKING_URI={url}")
         typer.echo("Ctrl-C stops it.")
-        proc.wait()
-        raise typer.Exit(proc.returncode or 0)
-    except KeyboardInterrupt:
+        code = proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: a server stopped on request exits with 0
         typer.echo("stopping mlflow server")
-    except (RuntimeError, TimeoutError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
+        code = 0
     finally:
         stop_server(proc)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     metacot train sft --config configs/countdown/sft-cpu.yaml --no-flow     (no Prefect start-up)
 
 A bad config, dataset, tokenizer, model path or checkpoint prints one line naming the problem and
-exits with status 1; nothing already saved is overwritten.
+exits with status 1 (cli/boundary.py); nothing already saved is overwritten.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from cli.boundary import App
+
+app = App(no_args_is_help=True)
 
 SUMMARY_KEYS = (
     "loss",
@@ -30,14 +32,6 @@ SUMMARY_KEYS = (
 )
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from metacot_core.config import ConfigError
-    from metacot_core.training.checkpoint import CheckpointError
-    from metacot_core.training.data import DataError
-
-    return (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError)
-
-
 @app.command("sft")
 def sft(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="SFT YAML")] = None,
@@ -49,16 +43,12 @@ def sft(
     from metacot_core.training.config import SFTConfig
 
     path = str(config) if config is not None else None
-    try:
-        cfg = load_config(SFTConfig, path, overrides or [])  # fail fast, before Prefect or Ray start
-        from flows.train_sft import train_sft, train_sft_no_flow
-        from tasks.tracking import check_tracking
+    cfg = load_config(SFTConfig, path, overrides or [])  # fail fast, before Prefect or Ray start
+    from flows.train_sft import train_sft, train_sft_no_flow
+    from tasks.tracking import check_tracking
 
-        check_tracking()
-        summary = train_sft_no_flow(cfg) if no_flow else train_sft(cfg)
-    except _user_errors() as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
+    check_tracking()
+    summary = train_sft_no_flow(cfg) if no_flow else train_sft(cfg)
     typer.echo(json.dumps(_summary(summary), indent=2, default=str))
 
 
@@ -83,16 +73,12 @@ def rl(
     from metacot_core.registry import names
 
     path = str(config) if config is not None else None
-    try:
-        if method is not None and method not in (known := names("rl")):
-            raise ValueError(f"--method: {method!r} is not a registered RL method ({', '.join(known)})")
-        cfg = load_rl_config(path, overrides, method)  # fail fast, before Prefect starts
-        from flows.train_rl import train_rl, train_rl_no_flow
-        from tasks.tracking import check_tracking
+    if method is not None and method not in (known := names("rl")):
+        raise ValueError(f"--method: {method!r} is not a registered RL method ({', '.join(known)})")
+    cfg = load_rl_config(path, overrides, method)  # fail fast, before Prefect starts
+    from flows.train_rl import train_rl, train_rl_no_flow
+    from tasks.tracking import check_tracking
 
-        check_tracking()
-        summary = train_rl_no_flow(cfg) if no_flow else train_rl(cfg)
-    except _user_errors() as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
+    check_tracking()
+    summary = train_rl_no_flow(cfg) if no_flow else train_rl(cfg)
     typer.echo(json.dumps({k: summary[k] for k in RL_SUMMARY_KEYS if k in summary}, indent=2, default=str))

@@ -6,25 +6,23 @@
         --format sos trace.txt        (or - to read the trace from stdin)
     metacot dataset-card data_out/countdown-cpu
 
-A bad config, instance or dataset prints one line naming the problem and exits with status 1.
+A bad config, instance, trace file or dataset prints one line naming the problem and exits with status 1
+(cli/boundary.py).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from metacot_core.config import ConfigError
+from cli.boundary import App
 from metacot_core.data.schema import DatasetError
 
-app = typer.Typer()
-F = TypeVar("F", bound=Callable[..., Any])
+app = App()
 # SoS reference files -> this project's split names (val.jsonl holds held-out inputs).
 SOS_SPLITS = {"train": "train", "val": "val_inputs", "val_inputs": "val_inputs", "val_target": "val_target"}
 
@@ -33,26 +31,11 @@ class UsageError(ValueError):
     """Bad command-line input (instance JSON, unknown names) reported in one line."""
 
 
-def _one_line_errors(fn: F) -> F:
-    """Turn the errors a user can fix into one line on stderr and exit status 1 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ConfigError, DatasetError, FileNotFoundError, UsageError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
 @app.command("generate")
-@_one_line_errors
 def generate(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="generation YAML")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides")] = None,
@@ -84,7 +67,6 @@ def _sos_split(path: Path, split: str | None) -> str:
 
 
 @app.command("import-sos")
-@_one_line_errors
 def import_sos(
     files: Annotated[list[Path], typer.Argument(help="Stream of Search .jsonl files")],
     out: Annotated[Path, typer.Option("--out", "-o", help="dataset folder to create")],
@@ -116,16 +98,17 @@ def import_sos(
 
 
 def _read_trace(trace: str) -> str:
-    if trace == "-":
-        return sys.stdin.read()
     path = Path(trace)
-    if not path.is_file():
+    if trace != "-" and not path.is_file():
         raise FileNotFoundError(f"{path}: trace file not found")
-    return path.read_text()
+    try:
+        return sys.stdin.read() if trace == "-" else path.read_text()
+    except UnicodeDecodeError as err:
+        where = "stdin" if trace == "-" else str(path)
+        raise UsageError(f"{where}: not a UTF-8 text trace (byte {err.start})") from None
 
 
 @app.command("validate-trace")
-@_one_line_errors
 def validate_trace(
     trace: Annotated[str, typer.Argument(help="trace text file, or - for stdin")],
     domain: Annotated[str, typer.Option(help="domain name, e.g. countdown, maze")],
@@ -138,15 +121,19 @@ def validate_trace(
 
     try:
         data = json.loads(instance)
-    except json.JSONDecodeError as err:
-        raise UsageError(f"--instance: not valid JSON ({err})") from None
+    except ValueError as err:  # bad JSON, or a number too long to convert (over 4300 digits)
+        raise UsageError(f"--instance: not valid JSON ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise UsageError("--instance: must be a JSON object")
     try:
-        problem = registry.get_domain(domain).from_instance(data)
+        problem_type = registry.get_domain(domain)
         fmt = registry.get_format(format)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    try:
+        problem = problem_type.from_instance(data)
+    except (KeyError, TypeError, ValueError) as err:  # a field missing, of the wrong type, or out of range
+        raise UsageError(f"--instance: not a {domain} instance ({type(err).__name__}: {err})") from None
     verdict = fmt.replay(problem, _read_trace(trace))
     _print_json(verdict.to_dict())
     if check and not verdict.solved:
@@ -154,7 +141,6 @@ def validate_trace(
 
 
 @app.command("dataset-card")
-@_one_line_errors
 def dataset_card(
     root: Annotated[Path, typer.Argument(help="dataset folder")],
     rebuild: Annotated[bool, typer.Option(help="recompute card.json from the files")] = False,

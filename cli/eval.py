@@ -6,7 +6,7 @@
 
 Prints one line per split (solve rate with its 95% CI, validity, states, teacher comparison) and
 writes the per-problem table, summary.json and plots under `output_dir`. A bad config, checkpoint
-or dataset prints one line naming the problem and exits with status 1.
+or dataset prints one line naming the problem and exits with status 1 (cli/boundary.py).
 
     metacot eval-compare runs/eval/search-arith runs/eval/solution --name-a arith --name-b solution
 
@@ -21,9 +21,9 @@ from typing import Annotated
 
 import typer
 
-from metacot_core.config import ConfigError
+from cli.boundary import App
 
-app = typer.Typer()
+app = App()
 
 
 @app.command("eval")
@@ -38,32 +38,26 @@ def eval_command(
     no_track: Annotated[bool, typer.Option("--no-track", help="with --no-flow: skip MLflow too")] = False,
 ) -> None:
     """Evaluate a checkpoint: decode, replay every step against the rules, compare with the teacher."""
-    from metacot_core.data.schema import DatasetError
+    from flows.evaluate import build_eval_config
     from metacot_core.evaluation.report import summary_lines
+    from metacot_core.evaluation.runner import check_inputs
 
     path = str(config) if config else None
     args = (overrides or [], str(checkpoint), str(dataset), split or None, parent_run_id)
-    try:
-        from flows.evaluate import build_eval_config
-        from metacot_core.evaluation.runner import check_inputs
+    cfg = build_eval_config(path, *args)
+    check_inputs(cfg)  # fail fast, before Prefect starts
+    from flows.evaluate import evaluate, evaluate_no_flow
 
-        cfg = build_eval_config(path, *args)
-        check_inputs(cfg)  # fail fast, before Prefect starts
-        from flows.evaluate import evaluate, evaluate_no_flow
+    if no_flow and no_track:
+        from metacot_core.pipeline.stages import run_evaluate
+        from metacot_core.pipeline.tracker import NullTracker
 
-        if no_flow and no_track:
-            from metacot_core.pipeline.stages import run_evaluate
-            from metacot_core.pipeline.tracker import NullTracker
+        summary = run_evaluate(cfg, NullTracker())
+    else:
+        from tasks.tracking import check_tracking
 
-            summary = run_evaluate(cfg, NullTracker())
-        else:
-            from tasks.tracking import check_tracking
-
-            check_tracking()
-            summary = evaluate_no_flow(cfg) if no_flow else evaluate(cfg)
-    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
+        check_tracking()
+        summary = evaluate_no_flow(cfg) if no_flow else evaluate(cfg)
     for line in summary_lines(summary):
         typer.echo(line)
     typer.echo(json.dumps({"output_dir": cfg.output_dir, "mlflow_run_id": summary.get("mlflow_run_id")}))
@@ -82,13 +76,9 @@ def eval_compare(
 ) -> None:
     """Compare two evaluations problem by problem: rates, discordant problems, exact McNemar p-value
     (see metacot_core/evaluation/paired.py); logged to MLflow as an `eval-compare` run."""
-    from metacot_core.evaluation.paired import CompareError, compare, markdown
+    from metacot_core.evaluation.paired import compare, markdown
 
-    try:
-        results = [r for s in (score or ["solved", "answer_solved"]) for r in compare(a, b, s)]
-    except CompareError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
+    results = [r for s in (score or ["solved", "answer_solved"]) for r in compare(a, b, s)]
     table = markdown(results, name_a, name_b)
     typer.echo(table)
     if no_track:
