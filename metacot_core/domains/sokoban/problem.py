@@ -26,7 +26,7 @@ the player's cells too); the start cell is not part of the solution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -173,6 +173,29 @@ class SokobanProblem:
     def parse_state(self, tokens: Sequence[str]) -> State:
         """The state `state_tokens` wrote (ValueError when the words are not one)."""
         return parse_state_tokens(tokens)
+
+    def row_fields(self) -> dict[str, Any]:
+        """Extra dataset columns for this level: its optimal plan length in moves (None if not known)."""
+        return {"optimal_length": self.optimal_length}
+
+    def eval_reference(self, count_tokens: Callable[[str], int] | None = None) -> dict[str, Any]:
+        """Per-level evaluation reference (optimal length, A* steps/closes/tokens): see metrics.py."""
+        from metacot_core.domains.sokoban.metrics import reference
+
+        return reference(self, count_tokens)
+
+    def completion_fields(self, text: str) -> dict[str, int]:
+        """Per-output fields (deadlocks written, search steps): see metrics.py."""
+        from metacot_core.domains.sokoban.metrics import completion_fields
+
+        return completion_fields(self, text)
+
+    @staticmethod
+    def plan_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Optimal rate, SWC, ILR, deadlocks and search steps against A*: see metrics.py."""
+        from metacot_core.domains.sokoban.metrics import plan_metrics
+
+        return plan_metrics(records)
 
     def render_text(self, state: State | None = None) -> str:
         """The level (or `state` on it) drawn in Sokoban characters, for people."""
