@@ -2,7 +2,8 @@
 
 Until the generic formats ask the `Problem` for its prompt, state words and plan, Sokoban's A* and
 plan-only formats are registered under their own names, `sokoban-astar` and `sokoban-solution`, and
-the generic MCTS format under `sokoban-mcts` (the same class, with Sokoban's prompt and domain list).
+the generic MCTS format under `sokoban-mcts` (the same class and its generic `problem ...` prompt, with
+Sokoban in its domain list).
 A config names this module in `plugins:` so that every process (Ray workers too) registers it.
 """
 
@@ -13,7 +14,6 @@ from typing import ClassVar
 from metacot_core import registry
 from metacot_core.domains.sokoban.astar_trace import SokobanAstarFormat
 from metacot_core.domains.sokoban.generate import SokobanDomain
-from metacot_core.domains.sokoban.problem import SokobanProblem
 from metacot_core.domains.sokoban.solution_trace import SokobanSolutionFormat
 from metacot_core.traces.mcts import MctsFormat
 
@@ -21,13 +21,10 @@ FORMAT_NAMES = {"sokoban-astar": SokobanAstarFormat, "sokoban-solution": Sokoban
 
 
 class SokobanMctsFormat(MctsFormat):
-    """The generic MCTS format, prompted with Sokoban's prompt line."""
+    """The generic MCTS format, allowed for Sokoban (its parser skips only `problem`/`start` prompts)."""
 
     name: ClassVar[str] = "sokoban-mcts"
     domains: ClassVar[tuple[str, ...]] = ("sokoban",)
-
-    def prompt(self, problem: SokobanProblem) -> str:  # type: ignore[override]
-        return problem.prompt()
 
 
 def register() -> None:
