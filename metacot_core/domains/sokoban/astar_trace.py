@@ -137,9 +137,7 @@ def parse_steps(text: Any) -> tuple[list[Step], str | None]:
     if len(text) > MAX_TRACE_CHARS:
         return [], f"trace of {len(text)} characters exceeds MAX_TRACE_CHARS ({MAX_TRACE_CHARS})"
     tokens = text.split()
-    i = 0
-    while i < len(tokens) and tokens[i] in _PROMPT_WORDS:
-        i += 3
+    i = prompt_length(tokens)
     steps: list[Step] = []
     while i < len(tokens):
         kind = tokens[i]
@@ -157,6 +155,14 @@ def parse_steps(text: Any) -> tuple[list[Step], str | None]:
         except ValueError as err:
             return steps, f"step {len(steps)}: {err}"
     return steps, None
+
+
+def prompt_length(tokens: Sequence[str]) -> int:
+    """How many leading tokens are a prompt (`worker x y`, `box x y`, ... triples)."""
+    i = 0
+    while i < len(tokens) and tokens[i] in _PROMPT_WORDS:
+        i += 3
+    return min(i, len(tokens))
 
 
 def _parse_node_step(tokens: Sequence[str], i: int) -> tuple[Step, int]:
@@ -300,9 +306,17 @@ def replay_plan_cells(problem: SokobanProblem, cells: Sequence[tuple[int, int]],
 
 def replay_text(problem: SokobanProblem, text: Any, plan_only: bool) -> Verdict:
     """The verdict on a full A* trace, or on a plan alone (`plan_only`); see the module docstring."""
+    if not isinstance(text, str):
+        return Verdict(valid=False, solved=False, reason=Reason.UNPARSEABLE,
+                       detail=f"expected text, got {type(text).__name__}")
     steps, error = parse_steps(text)
     if not steps and error is None:
         return Verdict(valid=False, solved=False, reason=Reason.EMPTY, detail="no steps")
+    tokens = text.split()
+    prompt = tokens[:prompt_length(tokens)]
+    if prompt and prompt != problem.prompt().split():
+        return Verdict(valid=False, solved=False, reason=Reason.WRONG_STATE, step=0,
+                       detail="the prompt describes another level")
     run = AstarReplay(problem)
 
     def verdict(valid: bool, solved: bool = False, **kw: Any) -> Verdict:
