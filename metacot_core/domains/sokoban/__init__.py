@@ -2,11 +2,11 @@
 
 level.py holds the grid and its JSON form, problem.py the rules and heuristics, generate.py the seeded
 levels and splits, astar_trace.py and solution_trace.py the trace formats, metrics.py the plan
-metrics; importing plugin.py registers the domain and formats.
+metrics. Import paths only: the registry imports this file when it starts.
 """
 
-from metacot_core.domains.sokoban.generate import SokobanConfig, SokobanDomain
-from metacot_core.domains.sokoban.level import Level
-from metacot_core.domains.sokoban.problem import SokobanProblem
-
-__all__ = ["Level", "SokobanConfig", "SokobanDomain", "SokobanProblem"]
+DOMAIN = "metacot_core.domains.sokoban.generate:SokobanDomain"
+FORMATS = {
+    "sokoban-astar": "metacot_core.domains.sokoban.astar_trace:SokobanAstarFormat",
+    "sokoban-solution": "metacot_core.domains.sokoban.solution_trace:SokobanSolutionFormat",
+}
