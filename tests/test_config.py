@@ -56,8 +56,8 @@ def test_content_hash_ignores_workers_and_output_dir():
 
 @pytest.mark.usefixtures("toy")
 def test_unknown_domain_lists_known_names():
-    message = error_of({"domain": "sokoban"})
-    assert message.startswith("invalid GenerateConfig: domain: unknown domain 'sokoban'; known: ")
+    message = error_of({"domain": "chess"})
+    assert message.startswith("invalid GenerateConfig: domain: unknown domain 'chess'; known: ")
     assert "countdown" in message and "maze" in message and "toy" in message
 
 
