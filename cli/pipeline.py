@@ -54,12 +54,10 @@ def run(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: Fall
 @app.command("sweep")
 def sweep(config: ConfigOpt, overrides: OverridesArg = None, mlflow_fallback: FallbackOpt = False) -> None:
     """Ray Tune sweep over the config's `sweep.space` with ASHA early stopping; writes best-config.yaml."""
+    from flows.sweep import run_sweep, sweep_settings
     from metacot_core.pipeline.config import load_pipeline
 
-    pipe = load_pipeline(config, overrides or [])
-    if pipe.config.sweep is None:
-        raise ValueError(f"{config}: no `sweep:` block (search space) in this config")
-    from flows.sweep import run_sweep
+    sweep_settings(load_pipeline(config, overrides or []), str(config))  # fail fast, before Ray starts
 
     result: dict[str, Any] = run_sweep(str(config), overrides or [], mlflow_fallback)
     typer.echo(json.dumps(result, indent=2, default=str))

@@ -70,7 +70,9 @@ def run_experiment(config_path: str, overrides: list[str] | None = None, only: l
                         *(f"--only {name}" for name in only or [])])
     failed: list[str] = []
     try:
-        if exp.config.runs_with_tune:
+        from flows.experiment_tune import tune_settings
+
+        if tune_settings(exp) is not None:
             from flows.experiment_tune import run_and_record
 
             failed, ran_on = run_and_record(exp, selected, config_path, overrides or [], parent_id, state)

@@ -27,10 +27,47 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metacot_core.pipeline.experiment import Arm, ResolvedExperiment, TuneArms, load_experiment, trial_groups
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from metacot_core.config import ConfigError
+from metacot_core.pipeline.experiment import Arm, ResolvedExperiment, load_experiment
 from metacot_core.pipeline.offline import run_pipeline_offline
 from metacot_core.pipeline.stages import run_generate
 from metacot_core.pipeline.state import PipelineState, share_finished_stages, stage_done
+
+
+class TuneArms(BaseModel):
+    """The experiment's `tune:` block: run the arms (x grid points) as Ray Tune trials side by side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false: the arms run in sequence as Prefect pipelines")
+    max_concurrent: int = Field(2, ge=1, description="trials at once")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs Ray reserves per trial (and torch threads)")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs Ray reserves per trial (0.5: two share one)")
+
+
+def tune_settings(exp: ResolvedExperiment) -> TuneArms | None:
+    """The checked `tune:` block when it turns Tune on, else None; ConfigError in one line."""
+    if exp.config.tune is None:
+        return None
+    try:
+        settings = TuneArms.model_validate(exp.config.tune)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid tune: {where + ': ' if where else ''}{first['msg']}") from None
+    return settings if settings.enabled else None
+
+
+def trial_groups(arms: list[Arm]) -> list[list[Arm]]:
+    """Arms that must run in one Tune trial, in order: those with the same SFT stage (an RL arm and the
+    arm it starts from), so the shared SFT is trained once, by the first of them, and linked for the
+    rest. Arms in different groups share at most their dataset, which is made before the trials."""
+    groups: dict[tuple[str, str], list[Arm]] = {}
+    for arm in arms:
+        groups.setdefault((arm.pipeline.hashes["generate"], arm.pipeline.hashes["sft"]), []).append(arm)
+    return list(groups.values())
 
 
 class ArmsFailed(RuntimeError):
@@ -127,8 +164,9 @@ def run_and_record(exp: ResolvedExperiment, arms: list[Arm], config_path: str, o
     earlier, interrupted attempt); returns (failed trials, where the recorded arms ran)."""
     from flows.offline_record import NotRunOffline, arm_state, record_arms
 
-    assert exp.config.tune is not None
-    failed = run_trials(exp, arms, exp.config.tune, config_path, overrides)
+    settings = tune_settings(exp)
+    assert settings is not None
+    failed = run_trials(exp, arms, settings, config_path, overrides)
     experiment = exp.config.experiment
     found = []
     for arm in arms:

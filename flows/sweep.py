@@ -26,22 +26,89 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from metacot_core.pipeline.config import (
-    ResolvedPipeline,
-    SweepParam,
-    SweepSettings,
-    load_pipeline,
-    route_overrides,
-    trial_overrides,
-)
+from metacot_core.config import NON_BLANK, ConfigError
+from metacot_core.pipeline.config import ResolvedPipeline, load_pipeline, route_overrides, trial_overrides
 from tasks import tracking
 
 MLFLOW_PARENT = "mlflow.parentRunId"
+
+
+# ------------------------------------------------------------------------------------- the sweep block
+
+
+class SweepParam(BaseModel):
+    """One dimension of a search space, addressed by a dotted key into the pipeline (`sft.train.lr`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["choice", "grid", "uniform", "loguniform", "randint"] = Field(
+        ..., description="choice/grid: from `values`; uniform/loguniform/randint: between low and high")
+    values: list[Any] | None = Field(None, description="the options of choice and grid")
+    low: float | None = Field(None, description="lower bound of uniform, loguniform, randint")
+    high: float | None = Field(None, description="upper bound of uniform, loguniform, randint")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SweepParam:
+        if self.kind in ("choice", "grid"):
+            if not self.values:
+                raise ValueError(f"{self.kind} needs a non-empty `values` list")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"{self.kind} needs low < high")
+        elif self.kind == "loguniform" and self.low <= 0:
+            raise ValueError("loguniform needs low > 0")
+        return self
+
+
+class SweepSettings(BaseModel):
+    """A Ray Tune sweep over the pipeline's settings with ASHA early stopping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: dict[str, SweepParam] = Field(..., description="dotted pipeline key -> distribution")
+    num_samples: int = Field(1, ge=1, description="samples of the space (each grid point counts once)")
+    metric: Literal["val_loss", "solve_rate"] = Field(
+        "val_loss", description="what ranks trials: SFT validation loss (min) or held-out solve rate (max)")
+    max_concurrent: int = Field(2, ge=1, description="trials at once")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs Ray reserves per trial")
+    grace_period: int = Field(1, ge=1, description="ASHA: reports before a trial may be stopped")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
+    eval_problems: int = Field(8, ge=0, description="held-out problems judged at a trial's end (0: none)")
+    seed: int = Field(0, description="search-space sampling seed")
+    output_dir: str = Field("runs/sweeps", pattern=NON_BLANK,
+        description="Ray Tune results and best-config.yaml")
+
+    @model_validator(mode="after")
+    def _keys(self) -> SweepSettings:
+        if not self.space:
+            raise ValueError("space: give at least one parameter to sweep")
+        for key in self.space:
+            if key.split(".")[0] not in ("generate", "sft"):
+                raise ValueError(f"space.{key}: sweep keys must start with generate. or sft.")
+        if self.metric == "solve_rate" and self.eval_problems == 0:
+            raise ValueError("eval_problems: metric solve_rate needs eval_problems > 0")
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.metric == "val_loss" else "max"
+
+
+def sweep_settings(pipe: ResolvedPipeline, source: str = "config") -> SweepSettings:
+    """The pipeline config's `sweep:` block, checked; ConfigError in one line naming the field."""
+    if pipe.config.sweep is None:
+        raise ConfigError(f"{source}: no `sweep:` block (search space) in this config")
+    try:
+        return SweepSettings.model_validate(pipe.config.sweep)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid sweep: {where + ': ' if where else ''}{first['msg']}") from None
 
 
 # ------------------------------------------------------------------------------------------ search space
@@ -218,9 +285,7 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
     from tasks.tracking import MlflowTracker, check_tracking
 
     pipe = load_pipeline(config_path, overrides or [])
-    settings = pipe.config.sweep
-    if settings is None:
-        raise ValueError(f"{config_path}: no `sweep:` block (search space) in this config")
+    settings = sweep_settings(pipe, config_path)
     uri = check_tracking(mlflow_fallback)
     exp_id = tracking.configure(pipe.config.experiment)
     storage = (Path(settings.output_dir) / pipe.config.name).resolve()

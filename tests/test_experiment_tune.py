@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from metacot_core.pipeline.experiment import load_experiment, trial_groups
+from flows.experiment_tune import trial_groups, tune_settings
+from metacot_core.pipeline.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "configs/countdown/pipeline-tiny.yaml"
@@ -41,8 +42,8 @@ def test_arms_sharing_an_sft_stage_run_in_one_trial(tmp_path: Path) -> None:
     assert groups == [["search-max_steps2", "search-star-max_steps2"],
                       ["search-max_steps4", "search-star-max_steps4"],
                       ["solution-max_steps2"], ["solution-max_steps4"]]
-    assert exp.config.runs_with_tune
-    assert not load_experiment(config, ["tune.enabled=false"]).config.runs_with_tune
+    assert tune_settings(exp) is not None
+    assert tune_settings(load_experiment(config, ["tune.enabled=false"])) is None
 
 
 @pytest.mark.e2e
@@ -80,7 +81,10 @@ def test_grid_as_tune_trials_records_arms_and_resumes_after_a_failed_trial(
     for run in pipelines:
         assert run.data.tags["executed.by"] == "Ray Tune trial" and run.data.tags["executed.trial"]
         assert "val_target.solve_rate" in run.data.metrics
-    history = mlflow.MlflowClient().get_metric_history(pipelines[0].info.run_id, "sft.loss")
+    client = mlflow.MlflowClient()
+    [sft] = client.search_runs([parent.info.experiment_id],
+                               f"tags.mlflow.parentRunId = '{pipelines[0].info.run_id}' and tags.stage = 'sft'")
+    history = client.get_metric_history(sft.info.run_id, "loss")  # the replayed SFT run's step metrics
     assert max(m.step for m in history) == 2
     out = tmp_path / "out" / "tiny-tune"
     md = (out / "results.md").read_text()

@@ -88,11 +88,15 @@ def test_bad_config_is_one_line_naming_the_field(overrides: list[str], message: 
 
 
 def test_sweep_space_is_validated() -> None:
-    assert load_pipeline(SWEEP).config.sweep.space["sft.train.lr"].kind == "loguniform"
+    from flows.sweep import sweep_settings
+
+    assert sweep_settings(load_pipeline(SWEEP)).space["sft.train.lr"].kind == "loguniform"
     with pytest.raises(ConfigError, match="loguniform needs low < high"):
-        load_pipeline(SWEEP, ["sweep.space={'sft.train.lr': {kind: loguniform, low: 1, high: 0.1}}"])
+        bad = "sweep.space={'sft.train.lr': {kind: loguniform, low: 1, high: 0.1}}"
+        sweep_settings(load_pipeline(SWEEP, [bad]))
     with pytest.raises(ConfigError, match="must start with generate. or sft."):
-        load_pipeline(SWEEP, ["sweep.space={'evaluate.max_problems': {kind: choice, values: [1]}}"])
+        bad = "sweep.space={'evaluate.max_problems': {kind: choice, values: [1]}}"
+        sweep_settings(load_pipeline(SWEEP, [bad]))
 
 
 def test_unreachable_mlflow_server_is_an_error_unless_fallback_asked(monkeypatch, capsys) -> None:

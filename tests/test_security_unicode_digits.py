@@ -12,10 +12,10 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from metacot_core.evaluation.answer import answer_solved
-from metacot_core.problems.countdown import CountdownProblem, parse_step
-from metacot_core.problems.maze import MazeProblem, parse_cell
 
+from metacot_core.domains.countdown.problem import CountdownProblem, parse_step
+from metacot_core.domains.maze.problem import MazeProblem, parse_cell
+from metacot_core.evaluation.answer_only import answer_solved
 from metacot_core.registry import get_format, get_search
 from metacot_core.search.config import SearchConfig
 

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from metacot_core.pipeline.config import SweepParam, SweepSettings, load_pipeline
+from flows.sweep import SweepParam, SweepSettings
+from metacot_core.pipeline.config import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "countdown" / "pipeline-tiny.yaml"

@@ -21,11 +21,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metacot_core.config import NON_BLANK, ConfigError, apply_overrides, build_config, read_yaml
+from metacot_core.config import ConfigError, apply_overrides, build_config, read_yaml
 from metacot_core.data.config import GenerateConfig
 from metacot_core.evaluation.config import EvalConfig
 from metacot_core.rl.config import RLConfig
@@ -47,63 +47,6 @@ class StageSpec(BaseModel):
     retries: int = Field(0, ge=0, le=5, description="Prefect retries of the stage when it fails")
 
 
-class SweepParam(BaseModel):
-    """One dimension of a search space, addressed by a dotted key into the pipeline (`sft.train.lr`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["choice", "grid", "uniform", "loguniform", "randint"] = Field(
-        ..., description="choice/grid: from `values`; uniform/loguniform/randint: between low and high")
-    values: list[Any] | None = Field(None, description="the options of choice and grid")
-    low: float | None = Field(None, description="lower bound of uniform, loguniform, randint")
-    high: float | None = Field(None, description="upper bound of uniform, loguniform, randint")
-
-    @model_validator(mode="after")
-    def _complete(self) -> SweepParam:
-        if self.kind in ("choice", "grid"):
-            if not self.values:
-                raise ValueError(f"{self.kind} needs a non-empty `values` list")
-        elif self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"{self.kind} needs low < high")
-        elif self.kind == "loguniform" and self.low <= 0:
-            raise ValueError("loguniform needs low > 0")
-        return self
-
-
-class SweepSettings(BaseModel):
-    """A Ray Tune sweep over the pipeline's settings with ASHA early stopping."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    space: dict[str, SweepParam] = Field(..., description="dotted pipeline key -> distribution")
-    num_samples: int = Field(1, ge=1, description="samples of the space (each grid point counts once)")
-    metric: Literal["val_loss", "solve_rate"] = Field(
-        "val_loss", description="what ranks trials: SFT validation loss (min) or held-out solve rate (max)")
-    max_concurrent: int = Field(2, ge=1, description="trials at once")
-    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs Ray reserves per trial")
-    grace_period: int = Field(1, ge=1, description="ASHA: reports before a trial may be stopped")
-    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
-    eval_problems: int = Field(8, ge=0, description="held-out problems judged at a trial's end (0: none)")
-    seed: int = Field(0, description="search-space sampling seed")
-    output_dir: str = Field("runs/sweeps", pattern=NON_BLANK,
-        description="Ray Tune results and best-config.yaml")
-
-    @model_validator(mode="after")
-    def _keys(self) -> SweepSettings:
-        if not self.space:
-            raise ValueError("space: give at least one parameter to sweep")
-        for key in self.space:
-            if key.split(".")[0] not in ("generate", "sft"):
-                raise ValueError(f"space.{key}: sweep keys must start with generate. or sft.")
-        if self.metric == "solve_rate" and self.eval_problems == 0:
-            raise ValueError("eval_problems: metric solve_rate needs eval_problems > 0")
-        return self
-
-    @property
-    def mode(self) -> str:
-        return "min" if self.metric == "val_loss" else "max"
-
-
 class PipelineConfig(BaseModel):
     """One experiment end to end."""
 
@@ -116,7 +59,9 @@ class PipelineConfig(BaseModel):
     sft: StageSpec = Field(default_factory=StageSpec)
     rl: StageSpec = Field(default_factory=lambda: StageSpec(enabled=False))
     evaluate: StageSpec = Field(default_factory=StageSpec)
-    sweep: SweepSettings | None = Field(None, description="search space for `metacot sweep`")
+    sweep: dict[str, Any] | None = Field(
+        None, description="search space and settings of `metacot sweep`, read and checked by it "
+        "(flows/sweep.py)")
 
     @model_validator(mode="after")
     def _only_rl_optional(self) -> PipelineConfig:

@@ -49,17 +49,6 @@ OWNED = ("name", "experiment", "output_root")
 EXPERIMENT_KEYS = ("name", "experiment", "output_dir", "base", "description", "grid", "arms", "tune")
 
 
-class TuneArms(BaseModel):
-    """Run the arms (x grid points) as Ray Tune trials, not one after another (flows/experiment_tune.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="false: the arms run in sequence as Prefect pipelines")
-    max_concurrent: int = Field(2, ge=1, description="trials at once")
-    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs Ray reserves per trial (and torch threads)")
-    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs Ray reserves per trial (0.5: two share one)")
-
-
 class ExperimentConfig(BaseModel):
     """Arms of one comparison, all run from one base pipeline config."""
 
@@ -75,11 +64,9 @@ class ExperimentConfig(BaseModel):
         default_factory=dict, description="dotted pipeline key -> values; arms x every grid point")
     output_dir: str = Field("runs/experiments", pattern=NON_BLANK,
         description="results go to <output_dir>/<name>/")
-    tune: TuneArms | None = Field(None, description="run the arms as Ray Tune trials (None: in sequence)")
-
-    @property
-    def runs_with_tune(self) -> bool:
-        return self.tune is not None and self.tune.enabled
+    tune: dict[str, Any] | None = Field(
+        None, description="settings of the runner that runs the arms as Ray Tune trials, read and checked "
+        "by that runner (flows/experiment_tune.py); None: the arms run in sequence")
 
     @field_validator("overrides")
     @classmethod
@@ -200,16 +187,6 @@ class ResolvedExperiment:
                 arms = ", ".join(dict.fromkeys(a.arm for a in self.arms))
                 raise ConfigError(f"only: unknown arm {name!r}; arms: {arms}")
         return [a for a in self.arms if a.arm in wanted or a.label in wanted]
-
-
-def trial_groups(arms: Sequence[Arm]) -> list[list[Arm]]:
-    """Arms that must run in one Tune trial, in order: those with the same SFT stage (an RL arm and the
-    arm it starts from), so the shared SFT is trained once, by the first of them, and linked for the
-    rest. Arms in different groups share at most their dataset, which is made before the trials."""
-    groups: dict[tuple[str, str], list[Arm]] = {}
-    for arm in arms:
-        groups.setdefault((arm.pipeline.hashes["generate"], arm.pipeline.hashes["sft"]), []).append(arm)
-    return list(groups.values())
 
 
 def split_overrides(overrides: Iterable[str]) -> tuple[list[str], list[str]]:
