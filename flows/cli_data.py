@@ -22,6 +22,7 @@ import typer
 
 from metacot_core.config import ConfigError
 from metacot_core.data.schema import DatasetError
+from metacot_core.output_lock import OutputLocked
 
 app = typer.Typer()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,7 +41,7 @@ def _one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, DatasetError, FileNotFoundError, UsageError) as err:
+        except (ConfigError, DatasetError, FileNotFoundError, OutputLocked, UsageError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
 

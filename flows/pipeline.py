@@ -32,6 +32,7 @@ import mlflow
 from prefect import flow
 
 from metacot_core.data.card import CARD_NAME
+from metacot_core.output_lock import output_lock
 from metacot_core.pipeline_config import ResolvedPipeline, load_pipeline
 from metacot_core.pipeline_state import PipelineState, dataset_is_current, write_stage_config
 from tasks import tracking
@@ -175,7 +176,7 @@ def run_pipeline(pipe: ResolvedPipeline, mlflow_fallback: bool = False) -> dict[
     check_tracking(mlflow_fallback)
     state = PipelineState(pipe.state_path, pipe.key)
     results: dict[str, Any] = {}
-    with parent_run(pipe, state) as parent:
+    with output_lock(pipe.state_path), parent_run(pipe, state) as parent:  # one live run per config
         pid = parent.info.run_id
         data_dir = Path(pipe.generate.output_dir)
         card = dataset_is_current(pipe)

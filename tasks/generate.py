@@ -35,6 +35,7 @@ from metacot_core.data.generate import (
     write_shard,
     write_shard_from_dicts,
 )
+from metacot_core.output_lock import output_lock
 from tasks.ray_runtime import ensure_ray
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,12 @@ def run_generation(cfg: GenerateConfig, progress: bool = True) -> list[dict[str,
 
 
 def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
-    """Generate, then write the card (with run figures); returns the card."""
-    start = time.perf_counter()
-    shards = run_generation(cfg, progress=progress)
-    return finish_dataset(cfg, shards, time.perf_counter() - start, cfg.workers)
+    """Generate, then write the card (with run figures); returns the card. Refuses (OutputLocked) a
+    folder another live process is generating into: their shards and card would not match."""
+    with output_lock(cfg.output_dir):
+        start = time.perf_counter()
+        shards = run_generation(cfg, progress=progress)
+        return finish_dataset(cfg, shards, time.perf_counter() - start, cfg.workers)
 
 
 def card_metrics(card: dict[str, Any]) -> dict[str, float]:
