@@ -73,7 +73,8 @@ class ExperimentConfig(BaseModel):
     arms: dict[str, list[str]] = Field(..., description="arm name -> pipeline overrides (key.sub=value)")
     grid: dict[str, list[Any]] = Field(
         default_factory=dict, description="dotted pipeline key -> values; arms x every grid point")
-    output_dir: str = Field("runs/experiments", description="results go to <output_dir>/<name>/")
+    output_dir: str = Field("runs/experiments", min_length=1,
+                            description="results go to <output_dir>/<name>/")
     tune: TuneArms | None = Field(None, description="run the arms as Ray Tune trials (None: in sequence)")
 
     @property

@@ -85,7 +85,7 @@ class SweepSettings(BaseModel):
     reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
     eval_problems: int = Field(8, ge=0, description="held-out problems judged at a trial's end (0: none)")
     seed: int = Field(0, description="search-space sampling seed")
-    output_dir: str = Field("runs/sweeps", description="Ray Tune results and best-config.yaml")
+    output_dir: str = Field("runs/sweeps", min_length=1, description="Ray Tune results and best-config.yaml")
 
     @model_validator(mode="after")
     def _keys(self) -> SweepSettings:
@@ -110,7 +110,8 @@ class PipelineConfig(BaseModel):
 
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9._-]+$", description="experiment name (folders)")
     experiment: str = Field("metacot", description="MLflow experiment of every run")
-    output_root: str = Field("runs/pipeline", description="stage folders go to <output_root>/<name>/")
+    output_root: str = Field("runs/pipeline", min_length=1,
+                             description="stage folders go to <output_root>/<name>/")
     generate: StageSpec = Field(default_factory=lambda: StageSpec(retries=2))
     sft: StageSpec = Field(default_factory=StageSpec)
     rl: StageSpec = Field(default_factory=lambda: StageSpec(enabled=False))

@@ -145,7 +145,7 @@ class RLConfig(_Strict):
     train_split: str = Field("train", description="split whose problems RL trains on")
     format: str | None = Field(None, description="trace format that judges rollouts; None = the dataset's")
     max_train_problems: int | None = Field(None, ge=1, description="use at most this many training problems")
-    output_dir: str = Field("runs/rl", description="checkpoints and the resume state go here")
+    output_dir: str = Field("runs/rl", min_length=1, description="checkpoints and the resume state go here")
     seed: int = Field(0, description="seed of problem sampling, rollouts and shuffling")
     resume: bool = Field(True, description="continue from the latest checkpoint in output_dir")
     keep_checkpoints: int = Field(2, ge=1, description="most recent RL checkpoints kept")

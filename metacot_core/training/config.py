@@ -112,7 +112,8 @@ class SFTConfig(BaseModel):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=100))
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    output_dir: str = Field("runs/sft", description="checkpoints, tokenizer and the final model go here")
+    output_dir: str = Field("runs/sft", min_length=1,
+                            description="checkpoints, tokenizer and the final model go here")
     resume: str = Field(
         "auto",
         description="auto: continue from the last checkpoint in output_dir; "
