@@ -21,6 +21,7 @@ from prefect import flow
 from metacot_core.config import load_config
 from metacot_core.data.config import GenerateConfig
 from metacot_core.pipeline.stages import GENERATE_RUN, run_generate
+from metacot_core.pipeline.tracker import NullTracker
 from tasks.generate import generate_dataset, generate_task
 from tasks.tracking import MlflowTracker
 
@@ -37,8 +38,8 @@ def generate_no_flow(cfg: GenerateConfig) -> dict[str, Any]:
 
 
 def generate_untracked(cfg: GenerateConfig) -> dict[str, Any]:
-    """The dataset and its card with nothing logged (`--no-mlflow`)."""
-    return generate_dataset(cfg)
+    """The dataset and its card with nothing logged (`--no-track`)."""
+    return run_generate(cfg, NullTracker(), make=generate_dataset)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import mlflow
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from metacot_core.config import NON_BLANK, ConfigError
+from metacot_core.config import ConfigError, OutputDir
 from metacot_core.pipeline.config import ResolvedPipeline, load_pipeline, route_overrides, trial_overrides
 from tasks import tracking
 
@@ -80,8 +80,7 @@ class SweepSettings(BaseModel):
     reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor per rung")
     eval_problems: int = Field(8, ge=0, description="held-out problems judged at a trial's end (0: none)")
     seed: int = Field(0, description="search-space sampling seed")
-    output_dir: str = Field("runs/sweeps", pattern=NON_BLANK,
-        description="Ray Tune results and best-config.yaml")
+    output_dir: OutputDir = Field("runs/sweeps", description="Ray Tune results and best-config.yaml")
 
     @model_validator(mode="after")
     def _keys(self) -> SweepSettings:

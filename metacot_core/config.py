@@ -11,14 +11,22 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _names_a_folder(value: str) -> str:
+    if not value.strip():
+        raise ValueError("give a folder (an empty path would write into the working directory)")
+    return value
+
+
 # An output folder must name something: "" would write into the working directory (the project root).
-NON_BLANK = r"\S"
+OutputDir = Annotated[str, AfterValidator(_names_a_folder)]
 
 
 class ConfigError(ValueError):

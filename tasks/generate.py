@@ -86,7 +86,8 @@ def run_generation(cfg: GenerateConfig, progress: bool = True) -> list[dict[str,
 
 
 def generate_dataset(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
-    """Generate, then write the card (with run figures); returns the card."""
+    """Generate, then write the card (with run figures); returns the card. The folder's lock is taken by
+    the stage that calls this (metacot_core.pipeline.stages.run_generate)."""
     start = time.perf_counter()
     shards = run_generation(cfg, progress=progress)
     return finish_dataset(cfg, shards, time.perf_counter() - start, cfg.workers)

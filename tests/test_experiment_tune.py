@@ -82,8 +82,8 @@ def test_grid_as_tune_trials_records_arms_and_resumes_after_a_failed_trial(
         assert run.data.tags["executed.by"] == "Ray Tune trial" and run.data.tags["executed.trial"]
         assert "val_target.solve_rate" in run.data.metrics
     client = mlflow.MlflowClient()
-    [sft] = client.search_runs([parent.info.experiment_id],
-                               f"tags.mlflow.parentRunId = '{pipelines[0].info.run_id}' and tags.stage = 'sft'")
+    under = f"tags.mlflow.parentRunId = '{pipelines[0].info.run_id}' and tags.stage = 'sft'"
+    [sft] = client.search_runs([parent.info.experiment_id], under)
     history = client.get_metric_history(sft.info.run_id, "loss")  # the replayed SFT run's step metrics
     assert max(m.step for m in history) == 2
     out = tmp_path / "out" / "tiny-tune"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from metacot_core.experiment_config import load_experiment
+from metacot_core.pipeline.experiment import load_experiment
 
 from metacot_core.config import load_config
 from metacot_core.data.config import GenerateConfig

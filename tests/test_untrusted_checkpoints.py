@@ -41,7 +41,8 @@ def test_sft_state_with_a_pickled_payload_is_refused_without_running_it(tmp_path
     with pytest.raises(ckpt.CheckpointError, match="trainer_state.pt") as err:
         ckpt.load_state(folder)
     assert not marker.exists(), "unpickling the state ran the payload"
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "posix.system" in str(err.value)
+    assert "weights_only" not in str(err.value)  # not torch's advice to load it unsafely
 
 
 def test_rl_resume_with_a_pickled_payload_is_refused_without_running_it(tmp_path):

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from metacot_core import registry
-from metacot_core.config import NON_BLANK
+from metacot_core.config import OutputDir
 from metacot_core.search.config import SearchConfig, StrategyMix, sos_mix
 
 
@@ -93,7 +93,7 @@ class GenerateConfig(BaseModel):
     seed: int = Field(0, description="base seed; each (split, index) derives its own")
     shard_size: int = Field(1000, ge=1, description="problems per shard file (index ranges)")
     row_group_size: int = Field(256, ge=1, description="rows per Parquet row group")
-    output_dir: str = Field("data_out/countdown", pattern=NON_BLANK, description="dataset folder")
+    output_dir: OutputDir = Field("data_out/countdown", description="dataset folder")
     workers: int = Field(0, ge=0, description="0: Ray decides (all cores); 1: in-process, no Ray")
     keep_unsolved: bool = Field(True, description="keep traces whose search failed (SoS does)")
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metacot_core.config import NON_BLANK
+from metacot_core.config import OutputDir
 from metacot_core.search.config import StrategyMix, sos_mix
 
 
@@ -68,8 +68,7 @@ class EvalConfig(BaseModel):
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
     pass_k: list[int] = Field(default_factory=lambda: [1, 5, 10], description="k values for pass@k (k <= n)")
     alignment: bool = Field(True, description="state alignment with each teacher strategy (SoS definition)")
-    output_dir: str = Field("runs/eval", pattern=NON_BLANK,
-        description="where the table, summary and plots are written")
+    output_dir: OutputDir = Field("runs/eval", description="where the table, summary and plots are written")
     parent_run_id: str | None = Field(None, description="MLflow run of the evaluated model (nest under it)")
     experiment: str = Field("metacot", description="MLflow experiment")
     progress: bool = Field(True, description="tqdm progress bars")

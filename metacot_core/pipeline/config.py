@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metacot_core.config import ConfigError, apply_overrides, build_config, read_yaml
+from metacot_core.config import ConfigError, OutputDir, apply_overrides, build_config, read_yaml
 from metacot_core.data.config import GenerateConfig
 from metacot_core.evaluation.config import EvalConfig
 from metacot_core.rl.config import RLConfig
@@ -54,7 +54,7 @@ class PipelineConfig(BaseModel):
 
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9._-]+$", description="experiment name (folders)")
     experiment: str = Field("metacot", description="MLflow experiment of every run")
-    output_root: str = Field("runs/pipeline", description="stage folders go to <output_root>/<name>/")
+    output_root: OutputDir = Field("runs/pipeline", description="stage folders go to <output_root>/<name>/")
     generate: StageSpec = Field(default_factory=lambda: StageSpec(retries=2))
     sft: StageSpec = Field(default_factory=StageSpec)
     rl: StageSpec = Field(default_factory=lambda: StageSpec(enabled=False))

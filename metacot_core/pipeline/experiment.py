@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from metacot_core.config import NON_BLANK, ConfigError, build_config, parse_override, read_yaml
+from metacot_core.config import ConfigError, OutputDir, build_config, parse_override, read_yaml
 from metacot_core.pipeline.config import ResolvedPipeline, load_pipeline, trial_overrides
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -62,8 +62,7 @@ class ExperimentConfig(BaseModel):
     arms: dict[str, list[str]] = Field(..., description="arm name -> pipeline overrides (key.sub=value)")
     grid: dict[str, list[Any]] = Field(
         default_factory=dict, description="dotted pipeline key -> values; arms x every grid point")
-    output_dir: str = Field("runs/experiments", pattern=NON_BLANK,
-        description="results go to <output_dir>/<name>/")
+    output_dir: OutputDir = Field("runs/experiments", description="results go to <output_dir>/<name>/")
     tune: dict[str, Any] | None = Field(
         None, description="settings of the runner that runs the arms as Ray Tune trials, read and checked "
         "by that runner (flows/experiment_tune.py); None: the arms run in sequence")

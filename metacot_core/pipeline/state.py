@@ -1,9 +1,10 @@
 """What a pipeline has finished, kept in a small JSON file beside its stage folders.
 
-Both ways of running a pipeline write it: the Prefect flow (flows/pipeline.py, with MLflow run ids)
-and the core-only runner (metacot_core/offline.py, on a machine without Prefect, Ray or MLflow, with
-no run ids). Because the file is plain JSON and lives here, the results table of an experiment can be
-built from arms run either way, and an offline run can be recorded in MLflow afterwards.
+The stage loop (metacot_core.pipeline.loop) writes it whichever way it runs (a Prefect flow with the
+MLflow tracker, the core runner or a Tune trial with event logs), with the tracker's run ids. Because
+the file is plain JSON, the results table of an experiment can be built from arms run either way.
+`stage_done` is the one rule for "this stage is finished": its entry has the stage's hash and the
+stage's output (STAGE_OUTPUT) still exists.
 """
 
 from __future__ import annotations

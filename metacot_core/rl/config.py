@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from metacot_core import registry
-from metacot_core.config import NON_BLANK
+from metacot_core.config import OutputDir
 
 
 class _Strict(BaseModel):
@@ -184,8 +184,7 @@ class RLSettings(_Strict):
     train_split: str = Field("train", description="split whose problems RL trains on")
     format: str | None = Field(None, description="trace format that judges rollouts; None = the dataset's")
     max_train_problems: int | None = Field(None, ge=1, description="use at most this many training problems")
-    output_dir: str = Field("runs/rl", pattern=NON_BLANK,
-        description="checkpoints and the resume state go here")
+    output_dir: OutputDir = Field("runs/rl", description="checkpoints and the resume state go here")
     seed: int = Field(0, description="seed of problem sampling, rollouts and shuffling")
     resume: bool = Field(True, description="continue from the latest checkpoint in output_dir")
     keep_checkpoints: int = Field(2, ge=1, description="most recent RL checkpoints kept")

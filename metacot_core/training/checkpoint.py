@@ -27,6 +27,9 @@ PREFIX = "step-"
 # folder may come from anywhere, so it is read with `weights_only=True` and only these are let through
 # (pickle would run whatever a crafted `__reduce__` names).
 STATE_GLOBALS = (np.ndarray, np.dtype, type(np.dtype(np.uint32)), np._core.multiarray._reconstruct)
+# torch's weights-only error wraps the one line that says what was refused in advice (to load with
+# weights_only=False) that must not reach a user holding an untrusted file.
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
 
 
 class CheckpointError(ValueError):
@@ -138,9 +141,9 @@ def read_state_file(file: Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(list(STATE_GLOBALS)):
             state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickle errors come in many types; each means "not a state"
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-        first = next((line for line in lines if "global" in line or "Can only build" in line), lines[0])
-        raise CheckpointError(f"{file}: not a trainer state this version can read safely ({first})") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = next((line for line in lines if not line.startswith(_TORCH_BOILERPLATE)), type(err).__name__)
+        raise CheckpointError(f"{file}: not a trainer state that can be read safely ({detail})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{file}: not a trainer state (holds a {type(state).__name__}, not a dict)")
     return state

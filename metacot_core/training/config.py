@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metacot_core.config import NON_BLANK
+from metacot_core.config import OutputDir
 from metacot_core.models import ModelConfig
 
 Overflow = Literal["truncate", "split", "drop"]
@@ -113,8 +113,7 @@ class SFTConfig(BaseModel):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(max_steps=100))
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    output_dir: str = Field("runs/sft", pattern=NON_BLANK,
-        description="checkpoints, tokenizer and the final model go here")
+    output_dir: OutputDir = Field("runs/sft", description="checkpoints, tokenizer and final model go here")
     resume: str = Field(
         "auto",
         description="auto: continue from the last checkpoint in output_dir; "
