@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from metacot_core.pipeline.experiment import load_experiment
 
 from metacot_core.config import load_config
 from metacot_core.data.config import GenerateConfig
@@ -11,6 +10,7 @@ from metacot_core.data.generate import generate_shard
 from metacot_core.domains.sokoban.level import Level, border
 from metacot_core.domains.sokoban.metrics import completion_fields, plan_metrics, reference
 from metacot_core.domains.sokoban.problem import SokobanProblem
+from metacot_core.pipeline.experiment import load_experiment
 
 
 def corridor() -> SokobanProblem:
