@@ -4,7 +4,7 @@
     metacot experiment configs/countdown/crossover-cpu.yaml --only search sft.train.max_steps=50
     metacot experiment configs/maze/astar-vs-solution-cpu.yaml --dry-run      # resolve and list the arms
     metacot experiment configs/countdown/sos-vs-solution-gpu-lease.yaml --record-offline
-        # arms run elsewhere by `python -m metacot_core.pipeline.offline` (see metacot_core/pipeline/offline.py)
+        # arms run elsewhere by `python -m cli.offline` (see cli/offline.py)
 
 Overrides go to every arm's pipeline (`sft.train.max_steps=50`), except those whose first key is an
 experiment field (`name=`, `experiment=`, `output_dir=`, `base=`). Every arm is resolved before
@@ -35,7 +35,7 @@ OnlyOpt = Annotated[list[str] | None, typer.Option(
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="resolve every arm, list them, run nothing")]
 RecordOpt = Annotated[bool, typer.Option(
     "--record-offline", help="run nothing: record in MLflow the arms that "
-    "`python -m metacot_core.pipeline.offline` "
+    "`python -m cli.offline` "
     "ran (on another machine; copy the arm folders here), and write the results table")]
 
 

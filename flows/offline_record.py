@@ -45,7 +45,7 @@ def arm_state(arm: Arm) -> tuple[PipelineState, dict[str, str]]:
     runs = read_runs(events_dir(pipe)) if local else {}
     if local not in runs or stage_done(pipe, "evaluate") is None:
         raise NotRunOffline(f"arm {arm.label}: no finished offline run in {pipe.state_path} (run "
-                            f"`python -m metacot_core.pipeline.offline <config> --only {arm.arm}` and copy "
+                            f"`python -m cli.offline <config> --only {arm.arm}` and copy "
                             f"{pipe.root} here)")
     return state, runs[local].tags
 
@@ -87,7 +87,7 @@ def record_offline(config_path: str, overrides: list[str] | None = None, only: l
     parent_id = open_experiment_run(exp, exp_state)
     mlflow.MlflowClient().set_tag(parent_id, "executed_offline", "true")
     ran = record_arms(found, parent_id, exp_state, exp.config.experiment)
-    command = " ".join(["python -m metacot_core.pipeline.offline", config_path, *(overrides or []),
+    command = " ".join(["python -m cli.offline", config_path, *(overrides or []),
                         *(f"--only {name}" for name in only or [])])
     rows, paths = write_results(exp, parent_id, command, mlflow.get_tracking_uri(), ran_on=ran)
     log_experiment_results(parent_id, rows, paths)

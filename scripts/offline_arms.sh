@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run an experiment's arms one by one with core calls only (python -m metacot_core.pipeline.offline) and pack
+# Run an experiment's arms one by one with core calls only (python -m cli.offline) and pack
 # each finished arm's folders (no weights, no datasets) into $OUT/arm-<name>.tgz, so that a run cut
 # off at its time limit still returns every arm it finished. Meant for a lent GPU machine that has
 # PyTorch but not Prefect, Ray or MLflow; back here, unpack the archives at the repo root and run
@@ -26,7 +26,7 @@ root=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get
 for arm in "$@"; do
   start=$(date +%s)
   # shellcheck disable=SC2086  # OVERRIDES: extra a.b=value overrides, split on spaces
-  python3 -m metacot_core.pipeline.offline "$config" --only "$arm" ${OVERRIDES:-} 2>&1 | grep -v "Writing model shards\|Loading weights" \
+  python3 -m cli.offline "$config" --only "$arm" ${OVERRIDES:-} 2>&1 | grep -v "Writing model shards\|Loading weights" \
     | tee -a "$OUT/offline.log"
   status=${PIPESTATUS[0]}
   echo "arm $arm: exit $status after $(( $(date +%s) - start )) s" | tee -a "$OUT/offline.log"

@@ -1,4 +1,4 @@
-"""Arms run with core calls only (`python -m metacot_core.pipeline.offline`, for a machine without
+"""Arms run with core calls only (`python -m cli.offline`, for a machine without
 Prefect, Ray or MLflow), then recorded in MLflow here (`metacot experiment --record-offline`): the
 recorded runs and results table must hold what the offline run measured, nothing may be logged for an
 arm that did not finish, and neither a second offline run nor a second record may redo or duplicate work."""
@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from cli.offline import main, split_args
 from metacot_core.pipeline.experiment import load_experiment
-from metacot_core.pipeline.offline import EXECUTED_KEY, events_dir, main, split_args
+from metacot_core.pipeline.offline import EXECUTED_KEY, events_dir
 from metacot_core.pipeline.state import PipelineState
 from metacot_core.pipeline.tracker import read_runs
 
@@ -47,8 +48,8 @@ def test_split_args_reads_only_and_overrides() -> None:
 
 
 def test_the_offline_runner_imports_no_orchestration_package() -> None:
-    code = ("import sys, metacot_core.pipeline.offline as m; m.split_args(['x']); "
-            "print(sorted({n.split('.')[0] for n in sys.modules} & {'prefect', 'ray', 'mlflow'}))")
+    code = ("import sys, cli.offline as m; m.split_args(['x']); "
+            "print(sorted({n.split('.')[0] for n in sys.modules} & {'prefect', 'ray', 'mlflow', 'typer'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
@@ -82,7 +83,7 @@ def test_offline_arms_are_recorded_in_mlflow_once_with_their_measurements(
     state = json.loads(search.state_path.read_text())
     logged = read_runs(events_dir(search))
     executed = logged[state["runs"]["jsonl"]].tags
-    assert executed["executed.by"] == "metacot_core.pipeline.offline"
+    assert executed["executed.by"] == "cli.offline"
     assert all(len(entry["run_ids"]) == 1 for entry in state["stages"].values())  # the stage's logged run
     finished_at = {k: v["finished_at"] for k, v in state["stages"].items()}
     assert main([config, "--only", "search"]) == 0  # a second offline run reuses every finished stage
@@ -118,8 +119,8 @@ def test_offline_arms_are_recorded_in_mlflow_once_with_their_measurements(
     [row] = [r for r in rows if r["arm"] == "search"]
     assert row["solve_rate"] == pytest.approx(solve) and row["n"] == 4
     md = (out / "results.md").read_text()
-    assert f"- hardware: {executed['executed.hardware']} (run by metacot_core.pipeline.offline from" in md
-    assert "python -m metacot_core.pipeline.offline" in md
+    assert f"- hardware: {executed['executed.hardware']} (run by cli.offline from" in md
+    assert "python -m cli.offline" in md
 
     before = {r.info.run_id for r in runs()}
     assert record_offline(config)["mlflow"]["run_id"] == parent.info.run_id  # recorded twice: no new runs
