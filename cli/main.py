@@ -6,13 +6,20 @@ Ray and Prefect's temporary API stopped on SIGTERM, SIGHUP, Ctrl-C or a kill -9.
 
 from __future__ import annotations
 
-from cli.boundary import App
-from cli.data import app as data_app
-from cli.eval import app as eval_app
-from cli.experiment import app as experiment_app
-from cli.ops import app as ops_app
-from cli.pipeline import app as pipeline_app
-from cli.train import app as train_app
+import os
+
+# One progress bar per long stage: no per-file bars from transformers and the Hugging Face hub
+# ("Writing model shards", "Loading weights") each time a checkpoint is saved or loaded. Set before
+# transformers is imported, and inherited by every process a command starts (Ray workers included).
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from cli.boundary import App  # noqa: E402
+from cli.data import app as data_app  # noqa: E402
+from cli.eval import app as eval_app  # noqa: E402
+from cli.experiment import app as experiment_app  # noqa: E402
+from cli.ops import app as ops_app  # noqa: E402
+from cli.pipeline import app as pipeline_app  # noqa: E402
+from cli.train import app as train_app  # noqa: E402
 
 app = App(help="metacot: search traces, SFT, RL and evaluation of transformers that search.",
           no_args_is_help=True, pretty_exceptions_enable=False)

@@ -10,12 +10,15 @@ are missing.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
 
-from metacot_core.pipeline.offline import run_pipeline_offline
-from metacot_core.pipeline.state import hardware, share_finished_stages
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no per-file bars (see cli/main.py)
+
+from metacot_core.pipeline.offline import run_pipeline_offline  # noqa: E402
+from metacot_core.pipeline.state import hardware, share_finished_stages  # noqa: E402
 
 
 def split_args(argv: Sequence[str]) -> tuple[str, list[str], list[str]]:

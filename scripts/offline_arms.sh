@@ -26,7 +26,7 @@ root=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get
 for arm in "$@"; do
   start=$(date +%s)
   # shellcheck disable=SC2086  # OVERRIDES: extra a.b=value overrides, split on spaces
-  python3 -m cli.offline "$config" --only "$arm" ${OVERRIDES:-} 2>&1 | grep -v "Writing model shards\|Loading weights" \
+  python3 -m cli.offline "$config" --only "$arm" ${OVERRIDES:-} 2>&1 \
     | tee -a "$OUT/offline.log"
   status=${PIPESTATUS[0]}
   echo "arm $arm: exit $status after $(( $(date +%s) - start )) s" | tee -a "$OUT/offline.log"
