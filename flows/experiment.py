@@ -30,14 +30,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.pipeline import run_pipeline_flow
 from metacot_core.pipeline.experiment import Arm, ResolvedExperiment, load_experiment
 from metacot_core.pipeline.results import STATE_NAME, write_results
 from metacot_core.pipeline.state import PipelineState, share_finished_stages
-from tasks.tracking import check_tracking, end_run, log_experiment_results, nest_under, open_experiment_run
+from tasks.tracking import (
+    check_tracking,
+    end_run,
+    log_experiment_results,
+    nest_under,
+    open_experiment_run,
+    tracking_uri,
+)
 
 FLOW_NAME = "metacot-experiment"
 
@@ -80,7 +86,7 @@ def run_experiment(config_path: str, overrides: list[str] | None = None, only: l
             ran_on = None
             for arm in selected:
                 run_arm(arm, exp, parent_id, state)
-        rows, paths = write_results(exp, parent_id, command, mlflow.get_tracking_uri(), ran_on)
+        rows, paths = write_results(exp, parent_id, command, tracking_uri(), ran_on)
         log_experiment_results(parent_id, rows, paths)
         if failed:
             from flows.experiment_tune import ArmsFailed
@@ -97,7 +103,7 @@ def run_experiment(config_path: str, overrides: list[str] | None = None, only: l
     return {"rows": rows, "outputs": {k: [str(p) for p in v] if isinstance(v, list) else str(v)
                                       for k, v in paths.items()},
             "arms": [a.label for a in selected],
-            "mlflow": {"run_id": parent_id, "tracking_uri": mlflow.get_tracking_uri()}}
+            "mlflow": {"run_id": parent_id, "tracking_uri": tracking_uri()}}
 
 
 @flow(name=FLOW_NAME, log_prints=True, validate_parameters=True)

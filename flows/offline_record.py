@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow
-
 from metacot_core.pipeline.experiment import Arm, load_experiment
 from metacot_core.pipeline.offline import events_dir
 from metacot_core.pipeline.results import STATE_NAME, write_results
@@ -30,6 +28,8 @@ from tasks.tracking import (
     log_experiment_results,
     open_experiment_run,
     replay,
+    set_run_tag,
+    tracking_uri,
 )
 
 
@@ -85,15 +85,15 @@ def record_offline(config_path: str, overrides: list[str] | None = None, only: l
     configure(exp.config.experiment)
     exp_state = PipelineState(exp.root / STATE_NAME, exp.key)
     parent_id = open_experiment_run(exp, exp_state)
-    mlflow.MlflowClient().set_tag(parent_id, "executed_offline", "true")
+    set_run_tag(parent_id, "executed_offline", "true")
     ran = record_arms(found, parent_id, exp_state, exp.config.experiment)
     command = " ".join(["python -m cli.offline", config_path, *(overrides or []),
                         *(f"--only {name}" for name in only or [])])
-    rows, paths = write_results(exp, parent_id, command, mlflow.get_tracking_uri(), ran_on=ran)
+    rows, paths = write_results(exp, parent_id, command, tracking_uri(), ran_on=ran)
     log_experiment_results(parent_id, rows, paths)
     end_run(parent_id, "FINISHED")
     print(Path(paths["markdown"]).read_text())
     print(f"results: {exp.root} (results.md, results.parquet, plots/); MLflow run {parent_id}")
     return {"rows": rows, "arms": [a.label for a in selected],
             "outputs": {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in paths.items()},
-            "mlflow": {"run_id": parent_id, "tracking_uri": mlflow.get_tracking_uri()}}
+            "mlflow": {"run_id": parent_id, "tracking_uri": tracking_uri()}}

@@ -18,7 +18,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.evaluate import evaluate
@@ -29,7 +28,7 @@ from metacot_core.pipeline.config import ResolvedPipeline, load_pipeline
 from metacot_core.pipeline.loop import result_lines, run_pipeline
 from metacot_core.pipeline.state import PipelineState
 from metacot_core.pipeline.tracker import Tracker
-from tasks.tracking import MlflowTracker, check_tracking
+from tasks.tracking import MlflowTracker, check_tracking, run_location
 from tasks.workflow_runs import crash_stale_flow_runs
 
 FLOW_NAME = "metacot-pipeline"
@@ -57,9 +56,7 @@ def run_pipeline_flow(pipe: ResolvedPipeline) -> dict[str, Any]:
 
     results = run_pipeline(pipe, MlflowTracker(pipe.config.experiment), call=subflow_call(pipe),
                            on_start=on_start)
-    run = mlflow.MlflowClient().get_run(results["run_id"])
-    results["mlflow"] = {"run_id": results["run_id"], "experiment_id": run.info.experiment_id,
-                         "tracking_uri": mlflow.get_tracking_uri()}
+    results["mlflow"] = run_location(results["run_id"])
     print(report(pipe, results))
     return results
 

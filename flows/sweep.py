@@ -23,18 +23,15 @@ import fcntl
 import json
 import math
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import mlflow
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from metacot_core.config import ConfigError, OutputDir
 from metacot_core.pipeline.config import ResolvedPipeline, load_pipeline, route_overrides, trial_overrides
-from tasks import tracking
 
 MLFLOW_PARENT = "mlflow.parentRunId"
 
@@ -179,47 +176,43 @@ def held_out_solve_rate(pipe: ResolvedPipeline, checkpoint: str, n_problems: int
 def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     """One Tune trial: dataset, in-process SFT reporting val_loss, then the held-out solve rate."""
     import torch
-    from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from metacot_core.pipeline.stages import absolute_paths
+    from metacot_core.pipeline.stages import SftStepLogger, absolute_paths
     from metacot_core.training import sft
-    from tasks.tracking import MlflowStepLogger
+    from tasks.tracking import MlflowTracker
 
     os.chdir(setup["cwd"])  # Tune starts trials in their own folder; the config's paths are relative
     torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
     overrides = [*setup["overrides"], *trial_overrides(config), "sft.ray.enabled=false"]
     pipe = load_pipeline(setup["config_path"], overrides)
-    client = MlflowClient(setup["tracking_uri"])
     trial = tune.get_context().get_trial_name()
-    run = client.create_run(setup["experiment_id"], run_name=f"trial-{trial}", tags={
-        MLFLOW_PARENT: setup["parent_run_id"], "stage": "sweep-trial", "config_hash": pipe.key})
-    run_id = run.info.run_id
+    tracker = MlflowTracker(setup["experiment"], tracking_uri=setup["tracking_uri"])
+    tags = {MLFLOW_PARENT: setup["parent_run_id"], "stage": "sweep-trial", "config_hash": pipe.key}
     hashes = {f"hash.{k}": v for k, v in pipe.hashes.items()}
-    client.log_batch(run_id, params=_params({**config, **hashes}))
-    card = ensure_dataset(pipe)
-    client.set_tag(run_id, "dataset.content_hash", card["content_hash"])
-    # Each trial trains in its own folder, fresh: a trial is one sample, not a resumable run.
-    trial_dir = Path(setup["storage"]) / "trials" / trial
-    cfg = pipe.sft.model_copy(update={"output_dir": str(trial_dir / "sft"), "resume": "never"})
-    cfg, _ = sft.prepare_run(absolute_paths(cfg))
-    logger = MlflowStepLogger(run_id, setup["tracking_uri"])
+    with tracker.run(f"trial-{trial}", tags=tags, params=_params({**config, **hashes})):
+        card = ensure_dataset(pipe)
+        tracker.set_tags({"dataset.content_hash": card["content_hash"]})
+        # Each trial trains in its own folder, fresh: a trial is one sample, not a resumable run.
+        trial_dir = Path(setup["storage"]) / "trials" / trial
+        cfg = pipe.sft.model_copy(update={"output_dir": str(trial_dir / "sft"), "resume": "never"})
+        cfg, _ = sft.prepare_run(absolute_paths(cfg))
+        logger = SftStepLogger(tracker.step_logger())
 
-    def on_metrics(step: int, metrics: dict[str, float]) -> None:
-        logger(step, metrics)
-        if "val_loss" in metrics:
-            report = {"val_loss": float(metrics["val_loss"]), "loss": float(metrics["loss"]), "step": step}
-            tune.report(report)
+        def on_metrics(step: int, metrics: dict[str, float]) -> None:
+            logger(step, metrics)
+            if "val_loss" in metrics:
+                tune.report({"val_loss": float(metrics["val_loss"]), "loss": float(metrics["loss"]),
+                             "step": step})
 
-    summary = sft.train(cfg, on_metrics=on_metrics, progress=False)
-    logger.flush()
-    final: dict[str, float] = {"val_loss": _num(summary.get("val_loss")), "loss": _num(summary.get("loss")),
-                               "step": float(summary["final_step"])}
-    if setup["eval_problems"]:
-        final.update(held_out_solve_rate(pipe, summary["final_dir"], setup["eval_problems"]))
-    client.log_batch(run_id, metrics=_metrics({f"final_{k}" if k in ("val_loss", "loss") else k: v
-                                                for k, v in final.items()}))
-    client.set_terminated(run_id, "FINISHED")
+        summary = sft.train(cfg, on_metrics=on_metrics, progress=False)
+        logger.flush()
+        final: dict[str, float] = {"val_loss": _num(summary.get("val_loss")),
+                                   "loss": _num(summary.get("loss")), "step": float(summary["final_step"])}
+        if setup["eval_problems"]:
+            final.update(held_out_solve_rate(pipe, summary["final_dir"], setup["eval_problems"]))
+        tracker.log_metrics(_metrics({f"final_{k}" if k in ("val_loss", "loss") else k: v
+                                      for k, v in final.items()}))
     tune.report({**final, "done": True})
 
 
@@ -227,18 +220,14 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else float("nan")
 
 
-def _params(values: dict[str, Any]) -> list[Any]:
-    from mlflow.entities import Param
+def _params(values: dict[str, Any]) -> dict[str, str]:
+    """Sampled values as JSON (`[1, 2]`, `0.001`), so a param reads back as the YAML value."""
+    return {k: json.dumps(v) if not isinstance(v, str) else v for k, v in sorted(values.items())}
 
-    return [Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(values.items())]
 
-
-def _metrics(values: dict[str, float]) -> list[Any]:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(k.replace("@", "_at_"), float(v), now, 0) for k, v in values.items()
-            if isinstance(v, int | float) and math.isfinite(v)]
+def _metrics(values: dict[str, float]) -> dict[str, float]:
+    return {k.replace("@", "_at_"): float(v) for k, v in values.items()
+            if isinstance(v, int | float) and math.isfinite(v)}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -286,14 +275,14 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
     pipe = load_pipeline(config_path, overrides or [])
     settings = sweep_settings(pipe, config_path)
     uri = check_tracking(mlflow_fallback)
-    exp_id = tracking.configure(pipe.config.experiment)
+    tracker = MlflowTracker(pipe.config.experiment)
     storage = (Path(settings.output_dir) / pipe.config.name).resolve()
     started = ensure_ray(max(1, math.ceil(settings.max_concurrent * settings.cpus_per_trial)))
     try:
-        with mlflow.start_run(run_name=f"sweep-{pipe.config.name}", tags={"stage": "sweep"}) as parent:
-            mlflow.log_dict(settings.model_dump(mode="json"), "sweep.json")
+        with tracker.run(f"sweep-{pipe.config.name}", tags={"stage": "sweep"}) as parent_id:
+            tracker.log_dict(settings.model_dump(mode="json"), "sweep.json")
             setup = {"config_path": str(Path(config_path).resolve()), "overrides": list(overrides or []),
-                     "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": parent.info.run_id,
+                     "tracking_uri": uri, "experiment": pipe.config.experiment, "parent_run_id": parent_id,
                      "cpus_per_trial": settings.cpus_per_trial, "eval_problems": settings.eval_problems,
                      "storage": str(storage), "cwd": os.getcwd()}
             scheduler = ASHAScheduler(metric="val_loss", mode="min", time_attr="training_iteration",
@@ -309,17 +298,17 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
                 run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=verbose),
             )
             results = tuner.fit()
-            unfinished = close_stale_children(MlflowTracker(), parent.info.run_id)  # stopped by ASHA, failed
+            unfinished = close_stale_children(tracker, parent_id)  # stopped by ASHA, or failed
             best = best_trial(results, settings)
             if best is None:
                 raise RuntimeError(f"no trial reported {settings.metric}; see {storage / 'tune'}")
             params, metrics = best
             path = write_best_config(pipe, params, storage / "best-config.yaml")
-            mlflow.log_params({f"best.{k}": v for k, v in params.items()})
-            mlflow.log_metrics({f"best.{k}": float(v) for k, v in metrics.items()
-                                if k in ("val_loss", "solve_rate") and isinstance(v, int | float)
-                                and math.isfinite(v)})
-            mlflow.log_artifact(str(path))
+            tracker.log_params({f"best.{k}": v for k, v in params.items()})
+            tracker.log_metrics({f"best.{k}": float(v) for k, v in metrics.items()
+                                 if k in ("val_loss", "solve_rate") and isinstance(v, int | float)
+                                 and math.isfinite(v)})
+            tracker.log_artifact(path)
             errors = [str(r.error) for r in results if r.error is not None]
     finally:
         if started:
@@ -329,4 +318,4 @@ def run_sweep(config_path: str, overrides: list[str] | None = None, mlflow_fallb
     return {"best_params": params, "best_metrics": {k: v for k, v in metrics.items()
                                                     if k in ("val_loss", "solve_rate", "loss", "step")},
             "best_config": str(path), "trials": len(results), "unfinished_trials": len(unfinished),
-            "errors": errors, "mlflow_run_id": parent.info.run_id, "storage": str(storage)}
+            "errors": errors, "mlflow_run_id": parent_id, "storage": str(storage)}

@@ -11,14 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from metacot_core.evaluation.config import EvalConfig
 from metacot_core.pipeline.stages import run_evaluate
-from tasks.tracking import configure, run_exists
+from tasks.tracking import nesting_tags
 
 # Files a checkpoint may carry that name the MLflow run that trained it (first key found wins).
 RUN_ID_FILES = ("metacot.json", "sft_config.json", "rl_config.json")
@@ -43,23 +41,11 @@ def checkpoint_run_id(checkpoint: str | Path) -> str | None:
 
 
 def parent_tags(cfg: EvalConfig) -> dict[str, str]:
-    """Tags that nest the evaluation run under the evaluated model's run, when that run is known.
-
-    The parent is `parent_run_id`, else a run id recorded in the checkpoint; an active pipeline run
-    takes precedence (the run nests under it). An explicit parent_run_id that does not exist is an
-    error; a stale id found in a checkpoint is not. The parent run itself is not touched.
-    """
-    if mlflow.active_run() is not None:
-        return {}
-    parent = cfg.parent_run_id or (checkpoint_run_id(cfg.checkpoint) if cfg.checkpoint else None)
-    if parent is None:
-        return {}
-    configure(cfg.experiment)
-    if run_exists(parent):
-        return {MLFLOW_PARENT_RUN_ID: parent}
-    if cfg.parent_run_id:
-        raise ValueError(f"parent_run_id: no MLflow run {parent!r} in this tracking store")
-    return {}
+    """Tags that nest the evaluation run under the evaluated model's run, when that run is known: the
+    `parent_run_id` setting, else a run id recorded in the checkpoint (an active pipeline run takes
+    precedence; an explicit parent that does not exist is an error, a stale recorded one is not)."""
+    found = checkpoint_run_id(cfg.checkpoint) if cfg.checkpoint else None
+    return nesting_tags(cfg.parent_run_id, found, cfg.experiment)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)

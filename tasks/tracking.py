@@ -67,13 +67,13 @@ def check_tracking(fallback: bool = False, timeout: float = 3.0) -> str:
     return default_tracking_uri()
 
 
-def configure(experiment: str = "metacot") -> str:
+def configure(experiment: str = "metacot", uri: str | None = None) -> str:
     """Point MLflow at the tracking store and make sure `experiment` exists; returns its id.
 
     A new experiment on the embedded store gets a local artifact folder next to the database, so
     artifacts never land in an unexpected working directory.
     """
-    uri = default_tracking_uri()
+    uri = uri or default_tracking_uri()
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
@@ -209,8 +209,9 @@ class MlflowTracker:
 
     kind = "mlflow"
 
-    def __init__(self, experiment: str = "metacot") -> None:
+    def __init__(self, experiment: str = "metacot", tracking_uri: str | None = None) -> None:
         self.experiment = experiment
+        self.tracking_uri = tracking_uri  # None: MLFLOW_TRACKING_URI, else the embedded store
         self._stack: list[str] = []
 
     @property
@@ -227,7 +228,7 @@ class MlflowTracker:
     def run(self, name: str, tags: Mapping[str, str] | None = None,
             params: Mapping[str, Any] | None = None, resume: str | None = None) -> Iterator[str]:
         if mlflow.active_run() is None:
-            configure(self.experiment)
+            configure(self.experiment, self.tracking_uri)
         if resume and run_exists(resume) and mlflow.active_run() is None:
             run = mlflow.start_run(run_id=resume)
         else:
@@ -354,6 +355,39 @@ def nest_under(run_id: str, parent_id: str, tags: Mapping[str, str]) -> None:
 
 def end_run(run_id: str, status: str) -> None:
     mlflow.MlflowClient().set_terminated(run_id, status=status)
+
+
+def set_run_tag(run_id: str, key: str, value: str) -> None:
+    mlflow.MlflowClient().set_tag(run_id, key, value)
+
+
+def tracking_uri() -> str:
+    """The URI MLflow logs to now (after `configure`)."""
+    return mlflow.get_tracking_uri()
+
+
+def run_location(run_id: str) -> dict[str, str]:
+    """Where a run is: its id, experiment id and the tracking URI, for the lines a person reads."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    return {"run_id": run_id, "experiment_id": run.info.experiment_id,
+            "tracking_uri": mlflow.get_tracking_uri()}
+
+
+def nesting_tags(explicit_parent: str | None, found_parent: str | None, experiment: str) -> dict[str, str]:
+    """Tags that nest a standalone run under another run: `explicit_parent` (asked for, so it must
+    exist) else `found_parent` (e.g. the run id a checkpoint records; skipped when stale). None when a
+    run is already active (the new run nests under it anyway)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    parent = explicit_parent or found_parent
+    if mlflow.active_run() is not None or parent is None:
+        return {}
+    configure(experiment)
+    if run_exists(parent):
+        return {MLFLOW_PARENT_RUN_ID: parent}
+    if explicit_parent:
+        raise ValueError(f"parent_run_id: no MLflow run {parent!r} in this tracking store")
+    return {}
 
 
 # ------------------------------------------------------------------------------------------ replay
