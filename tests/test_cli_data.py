@@ -56,8 +56,8 @@ def test_generate_errors_are_one_line(toy_config, tmp_path):
                           "search.single.node_budget: Input should be greater than or equal to 1")
     assert_one_line_error(run("generate", "--config", str(tmp_path / "none.yaml"), "--no-flow"),
                           "config file not found")
-    assert_one_line_error(run("generate", "--config", str(toy_config), "domain=sokoban", "--no-flow"),
-                          "unknown domain 'sokoban'")
+    assert_one_line_error(run("generate", "--config", str(toy_config), "domain=chess", "--no-flow"),
+                          "unknown domain 'chess'")
 
 
 def test_dataset_card_errors(tmp_path):

@@ -86,11 +86,11 @@ def log_dataset(tracker: Tracker, card: Mapping[str, Any], output_dir: str | Pat
 def run_generate(cfg: GenerateConfig, tracker: Tracker, make: MakeDataset | None = None) -> dict[str, Any]:
     """Generate the dataset (or finish a half-made one) and report it; returns the card."""
     tags = {"stage": GENERATE_RUN, "domain": cfg.domain, "config_hash": cfg.content_hash()}
-    with folder_lock(cfg.output_dir), tracker.run(GENERATE_RUN, tags=tags,
-                                                 params=cfg.model_dump(mode="json")) as run_id:
+    params = cfg.model_dump(mode="json")
+    with folder_lock(cfg.output_dir), tracker.run(GENERATE_RUN, tags=tags, params=params):
         card = (make or generate_in_process)(cfg)
         log_dataset(tracker, card, cfg.output_dir)
-    return with_run_id(dict(card), tracker, run_id)
+    return card  # the dataset's own card, as card.json holds it (the run is found by its tags)
 
 
 # ------------------------------------------------------------------------------------------------ SFT
