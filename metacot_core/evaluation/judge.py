@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metacot_core.problems.base import Problem
-from metacot_core.traces.base import Reason, Verdict
+from metacot_core.traces.base import Reason, Verdict, too_long
 
 SOLVED = "solved"
 VALIDATOR_ERROR = "validator_error"
@@ -154,6 +154,8 @@ def judge(problem: Problem, fmt: Any, text: str, truncated: bool = False, prompt
         # unsolved, classified "empty".
         return Judgement(Verdict(valid=True, solved=False, reason=Reason.EMPTY, detail="empty output"),
                          Reason.EMPTY.value, truncated=truncated)
+    if (refused := too_long(problem, text)) is not None:  # before any parsing, for plugin formats too
+        return Judgement(refused, label_of(refused), truncated=truncated)
     verdict, error = _replay(fmt, problem, join_prompt(prompt, text))
     if verdict is not None:
         verdict = _check_solution(problem, verdict)

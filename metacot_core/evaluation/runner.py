@@ -57,12 +57,13 @@ def available_splits(dataset: str | Path) -> list[str]:
 
 def item_from_row(row: dict[str, Any]) -> EvalItem:
     """An EvalItem from a dataset row (canonical columns); raises ValueError naming the problem."""
+    from metacot_core.instance_json import loads_instance
     from metacot_core.registry import get_domain
 
     try:
         instance = row["instance"]
         if isinstance(instance, str):
-            instance = json.loads(instance)
+            instance = loads_instance(instance)  # a 5,000-digit number: one clear line
         problem = get_domain(row["domain"]).from_instance(instance)
     except ValueError as err:  # json.JSONDecodeError is a ValueError too
         raise ValueError(f"{row.get('problem_id')}: cannot rebuild the problem ({err})") from None

@@ -33,7 +33,7 @@ from metacot_core.ascii_text import is_ascii_digits
 from metacot_core.problems.base import Problem, instance_prompt
 from metacot_core.search.events import Close, Create, Event, Goal
 from metacot_core.search.result import SearchResult
-from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, unreadable
 
 _ARITY = {"create": 4, "close": 4, "plan": 2}
 _PROMPT_WORDS = ("start", "goal", "wall")
@@ -84,8 +84,8 @@ class AstarFormat:
         return events
 
     def replay(self, problem: Problem, text: str) -> Verdict:
-        if (foreign := foreign_characters(text)) is not None:
-            return foreign
+        if (refused := unreadable(problem, text)) is not None:
+            return refused
         try:
             return _replay(problem, text, plan_only=False)
         except Exception as err:  # noqa: BLE001 - replay judges any text; a bug must not crash evaluation
@@ -106,8 +106,8 @@ def linearize_plan(problem: Problem, result: SearchResult) -> str:
 
 def replay_plan(problem: Problem, text: str) -> Verdict:
     """Judge a plan-only text (`plan x y` steps, optionally after the prompt). Never raises."""
-    if (foreign := foreign_characters(text)) is not None:
-        return foreign
+    if (refused := unreadable(problem, text)) is not None:
+        return refused
     try:
         return _replay(problem, text, plan_only=True)
     except Exception as err:  # noqa: BLE001

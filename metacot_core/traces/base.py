@@ -86,6 +86,23 @@ class TraceFormat(Protocol):
         ...
 
 
+def unreadable(problem: Problem, text: Any) -> Verdict | None:
+    """The verdict on text a built-in judge refuses before parsing (too long, or holding a character
+    no format writes), else None."""
+    return too_long(problem, text) or foreign_characters(text)
+
+
+def too_long(problem: Problem, text: Any) -> Verdict | None:
+    """The verdict on text longer than the domain's `max_trace_chars`, else None: checked first, so a
+    huge input costs a len() and nothing more."""
+    limit = getattr(problem, "max_trace_chars", None)
+    if not isinstance(text, str | bytes) or limit is None or len(text) <= limit:
+        return None
+    return Verdict(valid=False, solved=False, reason=Reason.UNPARSEABLE,
+                   detail=f"trace: {len(text)} characters, above the limit of {limit} for "
+                          f"{getattr(problem, 'domain', 'this domain')}")
+
+
 def foreign_characters(text: Any) -> Verdict | None:
     """The verdict on text holding a character no format writes, else None. The grammars are ASCII, so
     a trace with an Arabic-Indic digit or a zero-width space is not the trace it looks like."""

@@ -64,7 +64,7 @@ from metacot_core.search.events import (
 from metacot_core.search.mcts import ROOT, mean_milli, rollout_reward_milli
 from metacot_core.search.result import SearchResult
 from metacot_core.traces.astar import internal_error
-from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, unreadable
 
 VALUE_TOLERANCE = 0.001 + 1e-9
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # how values are written ({:.3f}), ASCII only
@@ -92,8 +92,8 @@ class MctsFormat:
         return events
 
     def replay(self, problem: Problem, text: str) -> Verdict:
-        if (foreign := foreign_characters(text)) is not None:
-            return foreign
+        if (refused := unreadable(problem, text)) is not None:
+            return refused
         try:
             return _replay(problem, text)
         except Exception as err:  # noqa: BLE001 - replay judges any text; a bug must not crash evaluation

@@ -58,11 +58,18 @@ class CountdownConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_count: int = Field(4, ge=3, le=6, description="numbers per instance (SoS: 4)")
+    # Limits of any instance (drawn, imported or given as --instance), checked before any work: a search
+    # over more numbers explodes, and a judge must not be handed a 5,000-digit number or a 1 GB trace.
+    MAX_NUMBERS: ClassVar[int] = 7  # numbers in one instance (num_count + 1 for the harder split)
+    MAX_NUMBER: ClassVar[int] = 10_000  # largest number of an instance
+    MAX_TARGET: ClassVar[int] = 100_000  # largest target
+    MAX_TRACE_CHARS: ClassVar[int] = 4_000_000  # characters a judge reads (a model writes far fewer)
+
+    num_count: int = Field(4, ge=3, le=MAX_NUMBERS - 1, description="numbers per instance (SoS: 4)")
     min_number: int = Field(1, ge=0, description="smallest number drawn")
-    max_number: int = Field(99, ge=1, le=10_000, description="largest number drawn (SoS: max_target - 1)")
+    max_number: int = Field(99, ge=1, le=MAX_NUMBER, description="largest number drawn (SoS: max_target - 1)")
     target_min: int = Field(10, ge=1, description="smallest target")
-    target_max: int = Field(100, ge=1, le=100_000, description="largest target")
+    target_max: int = Field(100, ge=1, le=MAX_TARGET, description="largest target")
     held_out_target_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="share of target values kept for val_target (SoS: 10%)"
     )
@@ -373,6 +380,7 @@ class CountdownProblem:
     """One Countdown instance. States are `(numbers, operations)`; actions are `(i, j, op)`."""
 
     domain: ClassVar[str] = "countdown"
+    max_trace_chars: ClassVar[int] = CountdownConfig.MAX_TRACE_CHARS  # what the judges read at most
     acyclic: ClassVar[bool] = True  # every operation removes a number: no state repeats on a path
 
     def __init__(self, numbers: Sequence[int], target: int):
@@ -756,8 +764,22 @@ class CountdownDomain:
             raise ValueError(f"instance.numbers: expected a list of integers, got {numbers!r}")
         if not _is_int(target):
             raise ValueError(f"instance.target: expected an integer, got {target!r}")
+        _check_limits(numbers, target)
         return CountdownProblem(numbers, target)
 
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_limits(numbers: Sequence[int], target: int) -> None:
+    """CountdownConfig's instance limits; the messages never print a number (a 5,000-digit one cannot
+    even be turned into text by default)."""
+    if len(numbers) > CountdownConfig.MAX_NUMBERS:
+        raise ValueError(f"instance.numbers: {len(numbers)} numbers, above the limit of "
+                         f"{CountdownConfig.MAX_NUMBERS}")
+    for i, x in enumerate(numbers):
+        if x > CountdownConfig.MAX_NUMBER:
+            raise ValueError(f"instance.numbers[{i}]: above the limit of {CountdownConfig.MAX_NUMBER}")
+    if target > CountdownConfig.MAX_TARGET:
+        raise ValueError(f"instance.target: above the limit of {CountdownConfig.MAX_TARGET}")

@@ -28,7 +28,7 @@ from metacot_core.domains.countdown.problem import apply_op, parse_step, referen
 from metacot_core.problems.base import Problem, UnsolvableProblemError
 from metacot_core.search.events import Event, Expand, Generate, Goal
 from metacot_core.search.result import SearchResult
-from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, unreadable
 
 _STATE = re.compile(r"Current State: ([0-9]{1,30}):\[([0-9, ]*)\], Operations: \[(.*)\]")
 _EXPLORE = re.compile(r"Exploring Operation: (\S{1,100}), Resulting Numbers: \[([0-9, ]*)\]")
@@ -65,8 +65,8 @@ class CountdownSolutionFormat:
         return _parse_countdown(text)
 
     def replay(self, problem: Problem, text: str) -> Verdict:
-        if (foreign := foreign_characters(text)) is not None:
-            return foreign
+        if (refused := unreadable(problem, text)) is not None:
+            return refused
         try:
             return _replay_countdown(problem, text)
         except TraceParseError as err:

@@ -36,7 +36,7 @@ from metacot_core.problems.base import Problem
 from metacot_core.search._common import GIVE_UP, LEAF
 from metacot_core.search.events import Backtrack, DeadEnd, Event, Expand, Generate, Goal
 from metacot_core.search.result import SearchResult
-from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_characters
+from metacot_core.traces.base import Reason, TraceParseError, Verdict, unreadable
 
 NO_SOLUTION_LINE = "No solution found."
 _INT = r"([0-9]{1,30})"  # ASCII digits: \d takes every Unicode digit
@@ -125,8 +125,8 @@ class SosFormat:
 
     def replay(self, problem: Problem, text: str) -> Verdict:
         """Judge `text` (with or without the prompt line) against the Countdown rules. Never raises."""
-        if (foreign := foreign_characters(text)) is not None:
-            return foreign
+        if (refused := unreadable(problem, text)) is not None:
+            return refused
         try:
             return _SosReplay(problem).run(text)
         except Exception as err:  # noqa: BLE001 - the judge must answer on any input, a bug included

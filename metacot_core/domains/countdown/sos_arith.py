@@ -34,7 +34,7 @@ from metacot_core.domains.countdown.sos import _INT, _OP, SosFormat
 from metacot_core.problems.base import Problem
 from metacot_core.search.events import Event
 from metacot_core.search.result import SearchResult
-from metacot_core.traces.base import Reason, Verdict
+from metacot_core.traces.base import Reason, Verdict, unreadable
 
 CALC_PREFIX = "Calc: "
 _EXPLORE_OP = re.compile(rf"Exploring Operation: {_OP}, ")  # a, op, b, result, as in the sos grammar
@@ -176,6 +176,8 @@ class SosArithFormat(SosFormat):
 
     def replay(self, problem: Problem, text: str) -> Verdict:
         """The `Calc:` lines first, then the `sos` judge on the rest. Never raises."""
+        if (refused := unreadable(problem, text)) is not None:
+            return refused
         try:
             bad = check_calc_lines(text) if isinstance(text, str) else None
         except Exception as err:  # noqa: BLE001 - the judge must answer on any input

@@ -39,8 +39,13 @@ class MazeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    width: int = Field(10, ge=2, le=100, description="grid width W (Searchformer: 10 to 30)")
-    height: int = Field(10, ge=2, le=100, description="grid height H")
+    # Limits of any maze (generated or given as --instance), checked before any work: a 100000x100000
+    # instance exhausted memory and a 3000x3000 one took 20 s to judge an empty trace.
+    MAX_SIDE: ClassVar[int] = 100  # grid width and height
+    MAX_TRACE_CHARS: ClassVar[int] = 4_000_000  # characters a judge reads (a model writes far fewer)
+
+    width: int = Field(10, ge=2, le=MAX_SIDE, description="grid width W (Searchformer: 10 to 30)")
+    height: int = Field(10, ge=2, le=MAX_SIDE, description="grid height H")
     wall_fraction_min: float = Field(0.3, ge=0.0, lt=1.0, description="fewest walls, as a fraction of cells")
     wall_fraction_max: float = Field(0.5, ge=0.0, lt=1.0, description="most walls, as a fraction of cells")
     min_plan_length: int | None = Field(
@@ -49,8 +54,10 @@ class MazeConfig(BaseModel):
     test_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="share of wall layouts (by content hash) reserved to test/harder"
     )
-    harder_width: int | None = Field(None, ge=2, le=100, description="'harder' split width (None: W + 10)")
-    harder_height: int | None = Field(None, ge=2, le=100, description="'harder' split height (None: H + 10)")
+    harder_width: int | None = Field(None, ge=2, le=MAX_SIDE,
+                                     description="'harder' split width (None: W + 10)")
+    harder_height: int | None = Field(None, ge=2, le=MAX_SIDE,
+                                      description="'harder' split height (None: H + 10)")
     attempts_per_layout: int = Field(100, ge=1, description="start/goal pairs tried per wall layout")
     max_layouts: int = Field(2000, ge=1, description="wall layouts tried before giving up on an instance")
 
@@ -74,8 +81,8 @@ class MazeConfig(BaseModel):
 
     @property
     def harder_size(self) -> tuple[int, int]:
-        width = self.harder_width or min(self.width + 10, 100)
-        return width, self.harder_height or min(self.height + 10, 100)
+        width = self.harder_width or min(self.width + 10, self.MAX_SIDE)
+        return width, self.harder_height or min(self.height + 10, self.MAX_SIDE)
 
     def size_for(self, split: str) -> tuple[int, int]:
         return self.harder_size if split == "harder" else (self.width, self.height)
@@ -88,6 +95,7 @@ class MazeProblem:
     """One maze. States are cells `(x, y)`; actions are direction names (see MOVES)."""
 
     domain: ClassVar[str] = "maze"
+    max_trace_chars: ClassVar[int] = MazeConfig.MAX_TRACE_CHARS  # what the judges read at most
 
     def __init__(self, width: int, height: int, walls: Sequence[Cell], start: Cell, goal: Cell):
         self.width = int(width)
@@ -335,12 +343,24 @@ class MazeDomain:
         width, height = _as_int(instance["width"], "width"), _as_int(instance["height"], "height")
         if not isinstance(instance["walls"], list | tuple):
             raise ValueError("maze instance: walls must be a list of [x, y] pairs")
+        _check_limits(width, height, len(instance["walls"]))
         walls = [_as_cell(w, f"walls[{i}]") for i, w in enumerate(instance["walls"])]
         start, goal = _as_cell(instance["start"], "start"), _as_cell(instance["goal"], "goal")
         problem = MazeProblem(width, height, walls, start, goal)
         if check_solvable and problem.optimal_plan_length() is None:
             raise UnsolvableProblemError(f"maze instance: goal {goal} cannot be reached from start {start}")
         return problem
+
+
+def _check_limits(width: int, height: int, n_walls: int) -> None:
+    """MazeConfig's size limits, before any cell is looked at."""
+    for name, side in (("width", width), ("height", height)):
+        if side > MazeConfig.MAX_SIDE:
+            shown = side if side.bit_length() <= 64 else "a huge number"  # str() of 5,000 digits raises
+            raise ValueError(f"maze instance: {name}: {shown} is above the limit of {MazeConfig.MAX_SIDE}")
+    if n_walls > MazeConfig.MAX_SIDE ** 2:
+        raise ValueError(f"maze instance: walls: {n_walls} cells, above the limit of "
+                         f"{MazeConfig.MAX_SIDE ** 2}")
 
 
 def _as_int(value: Any, name: str) -> int:
