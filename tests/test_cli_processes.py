@@ -36,8 +36,9 @@ def command(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
     def start(*args: str, **env: str) -> subprocess.Popen:
         full = {**os.environ, "PYTHONPATH": str(ROOT), "METACOT_HOME": str(tmp_path),
                 "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "PREFECT_HOME": str(tmp_path / "prefect"), "RAY_ADDRESS": "", **env}
+                "PREFECT_HOME": str(tmp_path / "prefect"), **env}
         full.pop("PREFECT_API_URL", None)
+        full.pop("RAY_ADDRESS", None)  # a local Ray, started by the command
         log = (tmp_path / "command.log").open("ab")
         proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=full, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
