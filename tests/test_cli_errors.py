@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -86,9 +87,13 @@ def copy_tree(src: Path, dst: Path) -> Path:
 
 
 def corrupt_middle(path: Path) -> None:
+    """Zero 16 bytes inside the largest column chunk: a data page, not the footer (whose errors
+    name the file already). zstd then fails with "ZSTD decompression failed", naming none."""
+    group = pq.read_metadata(path).row_group(0)
+    chunk = max((group.column(i) for i in range(group.num_columns)), key=lambda c: c.total_compressed_size)
     raw = bytearray(path.read_bytes())
-    mid = len(raw) // 2
-    raw[mid:mid + 64] = bytes(64)
+    mid = chunk.data_page_offset + chunk.total_compressed_size // 2
+    raw[mid:mid + 16] = bytes(16)
     path.write_bytes(bytes(raw))
 
 
@@ -104,13 +109,13 @@ def test_corrupt_shard_in_eval_names_the_shard(trained, corrupt_data, tmp_path: 
     data, shard = corrupt_data
     result = run("eval", "--checkpoint", trained["final"], "--dataset", data, "--split", "val", "--no-flow",
                  "--no-track", f"output_dir={tmp_path / 'eval'}")
-    one_line_error(result, str(shard))
+    one_line_error(result, str(shard), "corrupt Parquet shard")
 
 
 def test_corrupt_shard_in_train_sft_names_the_shard(corrupt_data, tmp_path: Path) -> None:
     data, shard = corrupt_data
     config = sft_yaml(tmp_path / "sft.yaml", data, tmp_path / "run")
-    one_line_error(run("train", "sft", "--config", config, "--no-flow"), str(shard))
+    one_line_error(run("train", "sft", "--config", config, "--no-flow"), str(shard), "corrupt Parquet shard")
 
 
 @pytest.mark.parametrize("content", [b"\x00\x01", b"", pytest.param(None, id="pickle")])
