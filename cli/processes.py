@@ -52,9 +52,11 @@ class Stopped(KeyboardInterrupt):
 
 
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_received: list[int] = []  # the exit signal that arrived, should a library re-raise a plain Ctrl-C
 
 
 def _raise_stopped(signum: int, frame: object) -> None:
+    _received.append(signum)
     for sig in EXIT_SIGNALS:  # a second signal must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
     raise Stopped(signum)
@@ -83,8 +85,9 @@ def exit_signals() -> Iterator[None]:
 
 
 def interrupt_exit_code(err: KeyboardInterrupt) -> int:
-    """The shell's convention: 128 + the signal (130 for Ctrl-C)."""
-    return 128 + getattr(err, "signum", signal.SIGINT)
+    """The shell's convention: 128 + the signal (130 for Ctrl-C). Ray Train, for one, turns the
+    `Stopped` of a SIGTERM into a plain KeyboardInterrupt: the signal recorded on arrival wins."""
+    return 128 + getattr(err, "signum", _received[0] if _received else signal.SIGINT)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

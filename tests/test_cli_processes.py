@@ -31,31 +31,35 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR
 @pytest.fixture
 def command(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start `python -m cli <args>` in its own session, output to a log; kill what is left afterwards."""
-    started: list[tuple[subprocess.Popen, list[psutil.Process]]] = []
+    started: list[subprocess.Popen] = []
 
     def start(*args: str, **env: str) -> subprocess.Popen:
         full = {**os.environ, "PYTHONPATH": str(ROOT), "METACOT_HOME": str(tmp_path),
                 "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "PREFECT_HOME": str(tmp_path / "prefect"), "RAY_ADDRESS": "", **env}
+                "PREFECT_HOME": str(tmp_path / "prefect"), **env}
         full.pop("PREFECT_API_URL", None)
+        full.pop("RAY_ADDRESS", None)  # a local Ray, started by the command
         log = (tmp_path / "command.log").open("ab")
         proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=full, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        started.append((proc, []))
+        started.append(proc)
         return proc
 
     yield start
-    for proc, _ in started:
+    for proc in started:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    for leftover in psutil.process_iter():  # a failed case: whatever still names this test's folder
+    for leftover in SEEN:  # a failed case: whatever the command had started
         try:
-            if str(tmp_path) in " ".join(leftover.cmdline()) or str(tmp_path) in str(leftover.environ()):
-                leftover.kill()
-        except (psutil.Error, OSError):
+            leftover.kill()
+        except psutil.Error:
             pass
+    SEEN.clear()
+
+
+SEEN: list[psutil.Process] = []  # every descendant `wait_for` saw, killed after each test
 
 
 def wait_for(proc: subprocess.Popen, ready: Callable[[list[psutil.Process]], bool], log: Path,
@@ -66,6 +70,7 @@ def wait_for(proc: subprocess.Popen, ready: Callable[[list[psutil.Process]], boo
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
         kids = parent.children(recursive=True)
+        SEEN.extend(kids)
         if ready(kids):
             return kids
         time.sleep(0.5)

@@ -69,6 +69,19 @@ def shard_stats(path: str | Path) -> dict[str, Any] | None:
         raise DatasetError(f"{path}: shard metadata is not valid JSON") from None
 
 
+def broken_shard(files: Sequence[Path], err: Exception) -> DatasetError:
+    """The error of a scan that failed, naming the shard: pyarrow's decompression and decoding errors
+    ("ZSTD decompression failed") name no file, so each one is read again to find it (error path only)."""
+    for path in files:
+        try:
+            pq.read_table(path)
+        except (pa.ArrowException, OSError) as file_err:
+            reason = (str(file_err).strip().splitlines() or [type(file_err).__name__])[0]
+            return DatasetError(f"{path}: corrupt Parquet shard ({reason})")
+    folders = sorted({str(Path(p).parent) for p in files})
+    return DatasetError(f"{', '.join(folders)}: cannot read the Parquet shards ({err})")
+
+
 def open_dataset(root: str | Path) -> ds.Dataset:
     """A pyarrow Dataset over every checked shard under `root`.
 
@@ -119,9 +132,12 @@ def iter_batches(root: str | Path, columns: Sequence[str] | None = None, batch_s
             raise DatasetError(f"{root}: unknown columns {', '.join(unknown)}")
     scanner = dataset.scanner(columns=list(columns) if columns else None, filter=build_filter(**filters),
                               batch_size=batch_size, use_threads=False)
-    for batch in scanner.to_batches():
-        if batch.num_rows:
-            yield batch
+    try:
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield batch
+    except (pa.ArrowException, OSError) as err:
+        raise broken_shard([Path(f) for f in dataset.files], err) from None
 
 
 def iter_rows(root: str | Path, columns: Sequence[str] | None = None, batch_size: int = 1024,
@@ -143,7 +159,11 @@ def recompute_content_hash(root: str | Path) -> str:
     total, n = 0, 0
     for path in shard_files(root):
         read_footer(path)
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        try:
+            batches = list(pq.ParquetFile(path).iter_batches(batch_size=1024))
+        except (pa.ArrowException, OSError) as err:
+            raise broken_shard([path], err) from None
+        for batch in batches:
             for row in batch.to_pylist():
                 total = (total + row_digest(row)) % HASH_MOD
                 n += 1

@@ -26,9 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import torch
+
+from metacot_core.data.reader import broken_shard
 
 IGNORE = -100
 ROW_COLUMNS = ("problem_id", "prompt", "trace")
@@ -73,10 +76,13 @@ def read_rows(
         cond = pc.field("format").isin(list(formats))
         expr = cond if expr is None else expr & cond
     rows: list[dict[str, str]] = []
-    for batch in dataset.to_batches(columns=list(ROW_COLUMNS), filter=expr, use_threads=False):
-        rows.extend(batch.to_pylist())
-        if max_rows is not None and len(rows) >= max_rows:
-            return rows[:max_rows]
+    try:
+        for batch in dataset.to_batches(columns=list(ROW_COLUMNS), filter=expr, use_threads=False):
+            rows.extend(batch.to_pylist())
+            if max_rows is not None and len(rows) >= max_rows:
+                return rows[:max_rows]
+    except (pa.ArrowException, OSError) as err:  # a corrupt page: pyarrow's error names no file
+        raise broken_shard(files, err) from None
     if not rows:
         raise DataError(f"{root}/{split}: no rows left after filtering (solved={solved}, formats={formats})")
     return rows
