@@ -139,7 +139,7 @@ def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tm
     assert "val_target.teacher.strategies.dfs-sum.solve_rate" in metrics
     assert "val_target.teacher.alignment.beam1-mult" in metrics
     files = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "eval")}
-    assert files == {"eval/table.parquet", "eval/summary.json", "eval/plots"}
+    assert files == {"eval/table.parquet", "eval/summary.json", "eval/teacher.parquet", "eval/plots"}
     table = pq.read_table(tmp_path / "out" / "table.parquet").to_pylist()
     assert len(table) == 8 and all(r["teacher_any_solved"] is not None for r in table)
 
