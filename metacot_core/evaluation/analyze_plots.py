@@ -25,7 +25,8 @@ def pass_at_k(models: list[ModelAnalysis], path: Path) -> Path:
     ax.set_ylabel("pass@k")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("pass@k")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 
@@ -60,7 +61,8 @@ def efficiency(models: list[ModelAnalysis], path: Path) -> Path:
     ax.set_xlabel("best teacher strategy: states expanded")
     ax.set_ylabel("model: states expanded (solving samples)")
     ax.set_title("Efficiency against the best teacher")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 

@@ -36,11 +36,12 @@ them beside the verdicts (another domain or mix may call for another threshold: 
 
 **Combines strategies.** `segment` splits a sequence into contiguous segments, each labelled with
 the strategy whose sequence it follows best, maximizing the states explained (per segment: its LCS
-with that strategy's whole sequence) minus `SWITCH_PENALTY` x n per segment; adjacent segments
-differ in label and are at least `MIN_SEGMENT_SHARE` of the trace long. A switch must explain 12% of
-the trace more than one strategy does. Measured on the re-seeded teacher runs above (1683 runs with
-at least 6 expansions): 5.6% are split (nearly all between two beam widths), 0.5% into segments of
-different algorithms (`family`); a penalty of 0.10 split 8.3%, 0.08 split 14.8%.
+with that strategy's whole sequence) minus `SWITCH_PENALTY` x n per segment (at least 1.5 states);
+adjacent segments differ in label and are at least `MIN_SEGMENT_SHARE` of the trace long. A switch
+must explain 12% of the trace (and 2 states) more than one strategy does. Measured on the re-seeded
+teacher runs above (1683 runs with at least 6 expansions): 3.0% are split (nearly all between two
+beam widths), 0.2% into segments of different algorithms (`family`); without the 1.5-state floor
+5.6% were split, with a penalty of 0.10 8.3%, with 0.08 14.8%.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ NOVEL_THRESHOLD = 0.75
 SWITCH_PENALTY = 0.12
 MIN_SEGMENT_SHARE = 0.2
 MIN_SEGMENT_STATES = 3
+MIN_SWITCH_STATES = 1.5  # the penalty's floor: on a short trace a switch must explain 2 states more
 MAX_BOUNDARIES = 32  # candidate segment boundaries per trace (cost: boundaries^2 x strategies LIS runs)
 
 
@@ -215,7 +217,8 @@ def segment(model: Sequence[Hashable], teacher: Mapping[str, Sequence[Hashable]]
             penalty: float = SWITCH_PENALTY, min_share: float = MIN_SEGMENT_SHARE) -> list[Segment]:
     """Contiguous segments of `model`, each labelled by the strategy it follows best (see module doc).
 
-    Maximizes sum over segments of LCS(segment, strategy) - penalty * n per segment, adjacent
+    Maximizes sum over segments of LCS(segment, strategy) - max(penalty * n, MIN_SWITCH_STATES) per
+    segment (a switch gaining a single state on a 7-state trace is noise, not a second strategy), adjacent
     segments labelled differently, every segment at least max(MIN_SEGMENT_STATES, min_share * n)
     states; boundaries are searched on a grid of at most MAX_BOUNDARIES points (every state for
     short traces). One segment means the whole trace follows one strategy.
@@ -228,7 +231,7 @@ def segment(model: Sequence[Hashable], teacher: Mapping[str, Sequence[Hashable]]
     positions = {s: {x: i for i, x in reversed(list(enumerate(distinct(teacher[s]))))} for s in labels}
     grid = _boundaries(n)
     min_len = max(MIN_SEGMENT_STATES, math.ceil(min_share * n))
-    cost = penalty * n
+    cost = max(penalty * n, MIN_SWITCH_STATES)
     lcs = {(i, s): _lcs_from(model, positions[s], i, grid) for i in grid[:-1] for s in labels}
     # best[j][s]: the best score of a segmentation of model[:j] whose last segment is labelled s
     best: dict[int, dict[str, tuple[float, int | None, str | None]]] = {0: {}}
