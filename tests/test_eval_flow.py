@@ -201,6 +201,18 @@ def test_eval_cpu_config_loads():
     assert cfg.teacher.strategies().strategies  # the SoS mix by default
     assert cfg.generation.max_new_tokens >= 256
     assert os.path.basename(cfg.output_dir)
+    boundary = load_config(EvalConfig, ROOT / "configs" / "countdown" / "eval-boundary-cpu.yaml")
+    assert boundary.generation.n_samples == 64 and boundary.generation.temperature == 1.0
+    assert boundary.pass_k == [2 ** i for i in range(7)] and boundary.expansions
+
+
+def test_expansions_field_keeps_stage_hashes():
+    from metacot_core.pipeline.config import drop_neutral_defaults
+
+    cfg = EvalConfig()
+    assert "expansions" not in drop_neutral_defaults(cfg, cfg.model_dump(mode="json"))
+    off = EvalConfig(expansions=False)
+    assert drop_neutral_defaults(off, off.model_dump(mode="json"))["expansions"] is False
 
 
 def test_cli_unknown_parent_run_is_one_line_error(checkpoint, maze_dataset, tmp_path, tracking_store):
