@@ -13,6 +13,7 @@ import os
 # transformers is imported, and inherited by every process a command starts (Ray workers included).
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from cli.analyze import app as analyze_app  # noqa: E402
 from cli.boundary import App  # noqa: E402
 from cli.data import app as data_app  # noqa: E402
 from cli.eval import app as eval_app  # noqa: E402
@@ -24,8 +25,8 @@ from cli.train import app as train_app  # noqa: E402
 app = App(help="metacot: search traces, SFT, RL and evaluation of transformers that search.",
           no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(train_app, name="train", help="Train a model (sft, rl).")
-# data, eval, ops, pipeline and experiment commands are top-level (`metacot generate`, `metacot eval`).
-for sub in (data_app, eval_app, ops_app, pipeline_app, experiment_app):
+# data, eval, analyze, ops, pipeline and experiment commands are top-level (`metacot eval`).
+for sub in (data_app, eval_app, analyze_app, ops_app, pipeline_app, experiment_app):
     for command in sub.registered_commands:
         app.registered_commands.append(command)
 

@@ -139,7 +139,7 @@ def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tm
     assert "val_target.teacher.strategies.dfs-sum.solve_rate" in metrics
     assert "val_target.teacher.alignment.beam1-mult" in metrics
     files = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "eval")}
-    assert files == {"eval/table.parquet", "eval/summary.json", "eval/plots"}
+    assert files == {"eval/table.parquet", "eval/summary.json", "eval/teacher.parquet", "eval/plots"}
     table = pq.read_table(tmp_path / "out" / "table.parquet").to_pylist()
     assert len(table) == 8 and all(r["teacher_any_solved"] is not None for r in table)
 
@@ -201,6 +201,18 @@ def test_eval_cpu_config_loads():
     assert cfg.teacher.strategies().strategies  # the SoS mix by default
     assert cfg.generation.max_new_tokens >= 256
     assert os.path.basename(cfg.output_dir)
+    boundary = load_config(EvalConfig, ROOT / "configs" / "countdown" / "eval-boundary-cpu.yaml")
+    assert boundary.generation.n_samples == 64 and boundary.generation.temperature == 1.0
+    assert boundary.pass_k == [2 ** i for i in range(7)] and boundary.expansions
+
+
+def test_expansions_field_keeps_stage_hashes():
+    from metacot_core.pipeline.config import drop_neutral_defaults
+
+    cfg = EvalConfig()
+    assert "expansions" not in drop_neutral_defaults(cfg, cfg.model_dump(mode="json"))
+    off = EvalConfig(expansions=False)
+    assert drop_neutral_defaults(off, off.model_dump(mode="json"))["expansions"] is False
 
 
 def test_cli_unknown_parent_run_is_one_line_error(checkpoint, maze_dataset, tmp_path, tracking_store):

@@ -68,6 +68,10 @@ class EvalConfig(BaseModel):
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
     pass_k: list[int] = Field(default_factory=lambda: [1, 5, 10], description="k values for pass@k (k <= n)")
     alignment: bool = Field(True, description="state alignment with each teacher strategy (SoS definition)")
+    expansions: bool = Field(
+        True, json_schema_extra={"hash_neutral": True},  # added later: stage hashes stay as they were
+        description="record each output's ordered expanded states and the teacher runs' (teacher.parquet), "
+        "for `metacot analyze`")
     output_dir: OutputDir = Field("runs/eval", description="where the table, summary and plots are written")
     parent_run_id: str | None = Field(None, description="MLflow run of the evaluated model (nest under it)")
     experiment: str = Field("metacot", description="MLflow experiment")

@@ -1,4 +1,9 @@
-"""Outputs of an evaluation: the per-problem table (Parquet), the summary (JSON) and the plots."""
+"""Outputs of an evaluation: the per-problem table (Parquet), the summary (JSON) and the plots.
+
+With `expansions` on, the table holds each output's expanded states in order (`expanded`, as key
+texts) and teacher.parquet holds every teacher strategy's run per problem (solved, nodes expanded,
+expansion order): what `metacot analyze` needs to fingerprint the model's algorithm afterwards.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,13 @@ TABLE_SCHEMA = pa.schema([
     ("teacher_any_solved", pa.bool_()), ("teacher_json", pa.string()),
     ("alignment_json", pa.string()), ("closest_strategy", pa.string()), ("alignment_max", pa.float64()),
     ("optimal_length", pa.int64()), ("astar_tokens", pa.int64()), ("answer_solved", pa.bool_()),
+    ("expanded", pa.list_(pa.string())),
+])
+
+TEACHER_SCHEMA = pa.schema([
+    ("problem_id", pa.string()), ("split", pa.string()), ("format", pa.string()), ("instance", pa.string()),
+    ("strategy", pa.string()), ("algorithm", pa.string()), ("weight", pa.float64()), ("solved", pa.bool_()),
+    ("n_expanded", pa.int64()), ("expanded", pa.list_(pa.string())), ("error", pa.string()),
 ])
 
 
@@ -44,6 +56,14 @@ def table_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist([table_row(r) for r in records], schema=TABLE_SCHEMA)
+
+
+def teacher_table(records: Sequence[dict[str, Any]]) -> pa.Table | None:
+    """One row per (problem, strategy) from the records that carry `teacher_runs`; None when none do."""
+    rows = [{"problem_id": rec["problem_id"], "split": rec["split"], "format": rec["format"],
+             "instance": rec["instance"], **run}
+            for rec in records for run in rec.get("teacher_runs") or ()]
+    return pa.Table.from_pylist(rows, schema=TEACHER_SCHEMA) if rows else None
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -82,4 +102,12 @@ def write_report(records: Sequence[dict[str, Any]], summary: dict[str, Any],
     summary_path = out_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     plots = all_plots(records, out_dir / "plots")
-    return {"table": table_path, "summary": summary_path, "plots": plots}
+    paths: dict[str, Any] = {"table": table_path, "summary": summary_path, "plots": plots}
+    teacher = teacher_table(records)
+    teacher_path = out_dir / "teacher.parquet"
+    if teacher is not None:
+        pq.write_table(teacher, teacher_path)
+        paths["teacher"] = teacher_path
+    elif teacher_path.exists():  # a stale file from an earlier run of this folder would be read as this one's
+        teacher_path.unlink()
+    return paths

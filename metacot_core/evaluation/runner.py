@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 
 from metacot_core.evaluation.answer_only import answer_solved
 from metacot_core.evaluation.config import EvalConfig
+from metacot_core.evaluation.fingerprint import key_text
 from metacot_core.evaluation.generate import Completion, default_stop_strings, generate, load_checkpoint
 from metacot_core.evaluation.judge import Judgement, LineShapes, join_prompt, judge
 from metacot_core.evaluation.metrics import alignment, split_metrics
 from metacot_core.evaluation.report import write_report
-from metacot_core.evaluation.teacher import check_tree, run_strategies
+from metacot_core.evaluation.teacher import StrategyRun, TreeCheck, check_tree, run_strategies
 from metacot_core.problems.base import Problem, has_optimal_plans
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.events import Event
@@ -129,10 +130,16 @@ def parse_prefix(fmt: Any, text: str) -> list[Event]:
     return best
 
 
-def _model_states(item: EvalItem, fmt: Any, completion: Completion) -> tuple[set, int]:
-    events = parse_prefix(fmt, join_prompt(item.prompt, completion.text))
-    check = check_tree(item.problem, events)
-    return check.states, check.illegal
+def _model_tree(item: EvalItem, fmt: Any, completion: Completion) -> TreeCheck:
+    """The legal states of an output (set and expansion order) and its hallucinated-state count."""
+    return check_tree(item.problem, parse_prefix(fmt, join_prompt(item.prompt, completion.text)))
+
+
+def teacher_rows(runs: Sequence[StrategyRun]) -> list[dict[str, Any]]:
+    """The teacher runs of one problem as rows of teacher.parquet (expansion order as key texts)."""
+    return [{"strategy": r.label, "algorithm": r.algorithm, "weight": float(r.weight), "solved": r.solved,
+             "n_expanded": r.n_expanded, "expanded": [key_text(k) for k in r.expanded], "error": r.error}
+            for r in runs]
 
 
 def _plan_reference(item: EvalItem, count_tokens: Callable[[str], int] | None) -> dict[str, Any]:
@@ -222,14 +229,18 @@ def item_records(item: EvalItem, fmt: Any, completions: Sequence[Completion], cf
     out = []
     for completion in completions:
         verdict = judge(item.problem, fmt, completion.text, completion.truncated, item.prompt, shapes)
-        states, illegal = _model_states(item, fmt, completion)
-        record = make_record(item, completion, verdict, illegal)
+        tree = _model_tree(item, fmt, completion)
+        record = make_record(item, completion, verdict, tree.illegal)
         record.update(plans)
+        if cfg.expansions:
+            record["expanded"] = [key_text(k) for k in tree.expanded]
         if runs:
             record["teacher"] = {r.label: {"solved": r.solved, "n_expanded": r.n_expanded} for r in runs}
             if cfg.alignment:
-                record["alignment"] = {r.label: alignment(states, r.states) for r in runs if r.states}
+                record["alignment"] = {r.label: alignment(tree.states, r.states) for r in runs if r.states}
         out.append(record)
+    if out and runs and cfg.expansions:  # once per problem, not per sample: report.py writes teacher.parquet
+        out[0]["teacher_runs"] = teacher_rows(runs)
     return out
 
 

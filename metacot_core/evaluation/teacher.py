@@ -9,6 +9,9 @@ one key function, rather than from `Verdict.visited`: the strategies have no ren
 nodes must compare as number multisets (SoS's definition, the problem's `state_key`; rendered lists
 keep the order), and replay
 stops at the first error while SoS's alignment keeps the valid nodes written after it.
+
+The same walk also keeps the *order* of expansion (`TreeCheck.expanded`, `StrategyRun.expanded`):
+the algorithm fingerprint (fingerprint.py) compares orders, which the state set cannot see.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class StrategyRun:
     n_expanded: int
     states: frozenset = field(default_factory=frozenset)
     error: str = ""
+    expanded: tuple = ()  # state keys in the order they were first expanded
+    weight: float = 1.0  # the strategy's weight in the mix (for the mix's mean)
+    algorithm: str = ""
 
 
 @dataclass(slots=True)
@@ -41,6 +47,7 @@ class TreeCheck:
     states: set = field(default_factory=set)
     illegal: int = 0
     checked: int = 0
+    expanded: list = field(default_factory=list)  # keys of legal expanded / closed states, first time each
 
 
 def state_key(problem: Problem, state: Any) -> Any:
@@ -77,14 +84,16 @@ def check_tree(problem: Problem, events: Iterable[Event]) -> TreeCheck:
     A generated (or A*-created) state is legal when it is a successor, under the rules, of its
     parent's state (the parent's last expanded state: SoS's beam may give several leaves one id).
     An expanded, closed, dead-end or goal state must be one generated under that node id (or the
-    start). Unlike replay, this does not stop at the first error: it gives the hallucinated states
-    per trace and the state set of the SoS alignment (which likewise drops erroneous nodes and keeps
-    the rest). Events without a state (MCTS statistics, a give-up line) are skipped.
+    start); its first legal expansion (Expand, or A*'s Close) is appended to `expanded`. Unlike
+    replay, this does not stop at the first error: it gives the hallucinated states per trace and the
+    state set of the SoS alignment (which likewise drops erroneous nodes and keeps the rest). Events
+    without a state (MCTS statistics, a give-up line) are skipped.
     """
     out = TreeCheck()
     known: dict[str, dict[Any, Any]] = {}  # node id -> {key: state} of the legal states generated there
     current: dict[str, tuple[Any, Any]] = {}  # node id -> (key, state) it was last expanded / closed in
     successors: dict[Any, set] = {}
+    expanded: set = set()
     start = problem.initial_state()
     root = state_key(problem, start)
     out.states.add(root)
@@ -123,6 +132,10 @@ def check_tree(problem: Problem, events: Iterable[Event]) -> TreeCheck:
                 out.checked += 1
                 out.illegal += 1  # a state never generated under this id: written, not reached
                 current.pop(ev.node, None)
+                continue
+            if isinstance(ev, Expand | Close) and key not in expanded:
+                expanded.add(key)
+                out.expanded.append(key)
     return out
 
 
@@ -143,6 +156,8 @@ def _run_one(problem: Problem, cfg: SearchConfig, seed: int, search: Any) -> Str
     try:
         result = search(cfg.algorithm)(problem, cfg, random.Random(seed))
     except Exception as err:  # noqa: BLE001 - one broken strategy must not stop the evaluation
-        return StrategyRun(cfg.label, False, 0, frozenset(), f"{type(err).__name__}: {err}")
-    states = frozenset(check_tree(problem, result.events).states)
-    return StrategyRun(cfg.label, bool(result.solved), int(result.n_expanded), states)
+        return StrategyRun(cfg.label, False, 0, frozenset(), f"{type(err).__name__}: {err}",
+                           weight=cfg.weight, algorithm=cfg.algorithm)
+    check = check_tree(problem, result.events)
+    return StrategyRun(cfg.label, bool(result.solved), int(result.n_expanded), frozenset(check.states),
+                       expanded=tuple(check.expanded), weight=cfg.weight, algorithm=cfg.algorithm)

@@ -223,6 +223,8 @@ def log_evaluation(tracker: Tracker, summary: Mapping[str, Any], paths: Mapping[
     tracker.log_metrics(metrics)
     tracker.log_artifact(paths["table"], artifact_path="eval")
     tracker.log_artifact(paths["summary"], artifact_path="eval")
+    if paths.get("teacher"):
+        tracker.log_artifact(paths["teacher"], artifact_path="eval")
     for plot in paths.get("plots", []):
         tracker.log_artifact(plot, artifact_path="eval/plots")
 
