@@ -7,10 +7,11 @@ import pytest
 from metacot_core.config import load_config
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.generate import generate_shard
+from metacot_core.domains.sokoban.generate import SokobanDomain
 from metacot_core.domains.sokoban.level import Level, border
 from metacot_core.domains.sokoban.metrics import completion_fields, plan_metrics, reference
 from metacot_core.domains.sokoban.problem import SokobanProblem
-from metacot_core.experiment_config import load_experiment
+from metacot_core.pipeline.experiment import load_experiment
 
 
 def corridor() -> SokobanProblem:
@@ -72,12 +73,12 @@ def test_problem_hooks_delegate_to_the_metrics():
     p = corridor()
     assert p.eval_reference()["optimal_length"] == 2
     assert p.completion_fields("plan 1 1")["search_steps"] == 0
-    assert SokobanProblem.plan_metrics([rec("a", True, 2, 2, 10, 20, 0, 3, 7)])["optimal_rate"] == 1.0
+    assert SokobanDomain.plan_metrics([rec("a", True, 2, 2, 10, 20, 0, 3, 7)])["optimal_rate"] == 1.0
     assert p.row_fields() == {"optimal_length": None}
 
 
 def test_generate_config_makes_rows_in_both_formats():
-    for fmt in ("sokoban-astar", "sokoban-solution"):
+    for fmt in ("sokoban-astar", "solution"):
         overrides = [f"format={fmt}", "counts.train=2"]
         cfg = load_config(GenerateConfig, "configs/sokoban/generate-cpu.yaml", overrides)
         rows = list(generate_shard(cfg, "train", 0, 2))
@@ -91,4 +92,4 @@ def test_experiment_configs_resolve_every_arm(path):
     exp = load_experiment(path)
     assert len(exp.arms) == 3
     formats = {a.label: a.pipeline.config.generate.overrides[-1] for a in exp.arms}
-    assert any("sokoban-solution" in f for f in formats.values())
+    assert sorted(formats.values()).count("format=solution") == 1
