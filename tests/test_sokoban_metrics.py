@@ -93,3 +93,36 @@ def test_experiment_configs_resolve_every_arm(path):
     assert len(exp.arms) == 3
     formats = {a.label: a.pipeline.config.generate.overrides[-1] for a in exp.arms}
     assert sorted(formats.values()).count("format=solution") == 1
+
+
+class _WordTokenizer:
+    """Stands in for a tokenizer where the evaluator only counts tokens (one per word)."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": text.split()}
+
+
+def test_the_evaluator_asks_the_hooks_teacher_output_scores_like_astar():
+    """The A* teacher's own trace as the model's output: through the generic runner's hooks it is
+    optimal, as long as A* (ILR 1) and takes A*'s search steps (ratio 1, not fewer)."""
+    from metacot_core import registry
+    from metacot_core.evaluation.config import EvalConfig
+    from metacot_core.evaluation.generate import Completion
+    from metacot_core.evaluation.runner import EvalItem, item_records, summarize
+    from metacot_core.search.astar import astar
+    from metacot_core.search.config import SearchConfig
+
+    p = corridor()
+    fmt = registry.get_format("sokoban-astar")
+    trace = fmt.linearize(p, astar(p, SearchConfig(algorithm="astar")))
+    item = EvalItem("sokoban/test/000000", "test", "sokoban", "sokoban-astar", p.to_instance(),
+                    fmt.prompt(p), p)
+    cfg = EvalConfig(pass_k=[1], teacher={"enabled": False}, progress=False)
+    completion = Completion(text=trace, n_tokens=len(trace.split()), truncated=False)  # generated only
+    [record] = item_records(item, fmt, [completion], cfg, _WordTokenizer())
+    assert record["solved"] and record["optimal_length"] == 2 and record["astar_steps"] == 7
+    assert record["search_steps"] == 7 and record["deadlocks"] == 0
+    plans = summarize([record], cfg)["splits"]["test"]["maze"]
+    assert plans["optimal_rate"] == 1.0 and plans["swc"] == 1.0
+    assert plans["search_steps_ratio"] == 1.0 and plans["fewer_steps_share"] == 0.0
+    assert plans["ilr"] == 1.0  # the reference's own tokens
