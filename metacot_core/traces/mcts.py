@@ -28,11 +28,9 @@ Example (maze from (0,0) to (2,0), wall at (1,0); `search/mcts.py` defines the i
     child n3 n1 1,1 -> 1,1
     ...
 
-Prompt: the problem's `instance_prompt()` (mazes: Searchformer's `start x y goal x y wall x y ...`;
-Sokoban: `worker x y box x y ...`); a domain without one writes its canonical instance as
-`problem <key> <values...> ...` (Countdown: `problem numbers 43 15 18 9 target 13`, see
-problems.base.generic_prompt). The parser skips a first line that does not start with one of the
-keywords below: that is the prompt, whichever words the domain's prompt uses.
+Prompt: the problem's `instance_prompt()` (mazes: Searchformer's `start x y goal x y wall x y ...`);
+a domain without one writes its canonical instance as `problem <key> <values...> ...` (Countdown:
+`problem numbers 43 15 18 9 target 13`, see problems.base.generic_prompt).
 
 `replay` is generic over any Problem and needs no state parser: for each `child` line it finds the
 legal action of the parent state whose rendering matches the written action, applies it, and compares
@@ -71,6 +69,7 @@ from metacot_core.traces.base import Reason, TraceParseError, Verdict, foreign_c
 VALUE_TOLERANCE = 0.001 + 1e-9
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # how values are written ({:.3f}), ASCII only
 _KEYWORDS = ("expand", "child", "rollout", "backup", "back", "select", "deadend", "goal")
+_PROMPT_STARTS = ("problem ", "start ")
 
 
 class MctsFormat:
@@ -167,8 +166,8 @@ def parse_lines(text: str) -> tuple[list[Event], str | None]:
         return [], f"expected text, got {type(text).__name__}"
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
-    if lines and lines[0].partition(" ")[0] not in _KEYWORDS:
-        lines = lines[1:]  # the prompt, in whatever words the domain's instance_prompt uses
+    if lines and lines[0].startswith(_PROMPT_STARTS):
+        lines = lines[1:]
     events: list[Event] = []
     for line in lines:
         try:

@@ -5,7 +5,8 @@ code asks, generate.py the seeded levels and splits (the Domain), astar_trace.py
 trace (`sokoban-astar`: its states are the worker and every box, more than the generic `astar`
 format's one cell), solution_trace.py the plan-only control (the generic `solution` format hands
 Sokoban problems to it), metrics.py the plan metrics (deadlocks, search steps against A*). The generic
-`mcts` format needs nothing of its own. Import paths only: the registry imports this file when it starts.
+`mcts` format needs nothing of its own (its prompt is `problem ` + Searchformer's). Import paths only:
+the registry imports this file when it starts.
 """
 
 DOMAIN = "metacot_core.domains.sokoban.generate:SokobanDomain"

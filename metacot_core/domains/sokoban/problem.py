@@ -157,8 +157,13 @@ class SokobanProblem:
         return (self.heuristic(state), cell_order(state[0]), tuple(cell_order(b) for b in state[1]))
 
     def instance_prompt(self) -> str:
+        """The prompt of the generic formats (mcts): Searchformer's, after the word `problem`, which
+        tells the generic parsers that the line is a prompt (see traces/mcts.py)."""
+        return "problem " + self.searchformer_prompt()
+
+    def searchformer_prompt(self) -> str:
         """Searchformer's prompt: `worker x y box x y ... dock x y ... wall x y ...`, one line, for
-        every format (sokoban-astar, solution, mcts)."""
+        Sokoban's own A* format and its plan-only control."""
         lv = self.level
         words = ["worker", str(lv.player[0]), str(lv.player[1])]
         for name, cells in (("box", lv.boxes), ("dock", lv.docks), ("wall", sorted_cells(lv.walls))):

@@ -36,7 +36,7 @@ class SokobanSolutionFormat:
         return text.lstrip().startswith(("worker", "plan"))
 
     def prompt(self, problem: SokobanProblem) -> str:
-        return problem.instance_prompt()
+        return problem.searchformer_prompt()
 
     def linearize(self, problem: SokobanProblem, result: SearchResult) -> str:
         text = linearize_plan(problem, optimal_result(problem, result))
