@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metacot_core import registry
-from metacot_core.domains.sokoban import plugin
 from metacot_core.domains.sokoban.generate import SokobanConfig, SokobanDomain, level_bucket
 from metacot_core.domains.sokoban.level import (
     MAX_BOXES,
@@ -88,8 +87,10 @@ def test_protocol_rendering_prompt_and_state_words():
     s = p.initial_state()
     assert p.render_state(s) == "1,1/2,2/4,4"
     assert p.render_action(s, "right") == "2,1"
-    assert p.prompt().startswith("worker 1 1 box 2 2 box 4 4 dock 5 1 dock 2 4 wall 0 0 wall 1 0")
-    assert p.prompt().endswith("wall 6 6\n")
+    prompt = p.searchformer_prompt()
+    assert prompt.startswith("worker 1 1 box 2 2 box 4 4 dock 5 1 dock 2 4 wall 0 0 wall 1 0")
+    assert p.searchformer_prompt().endswith("wall 6 6\n")
+    assert p.instance_prompt() == "problem " + p.searchformer_prompt()  # the generic mcts format's
     assert p.state_tokens(s) == ["worker", "1", "1", "box", "2", "2", "box", "4", "4"]
     assert p.parse_state(p.state_tokens(s)) == s == parse_state_tokens(" ".join(p.state_tokens(s)).split())
     bad_words = (["worker", "1"], ["box", "1", "1"], ["worker", "1", "1", "dock", "2", "2"],
@@ -251,16 +252,51 @@ def test_generic_searches_run_on_sokoban():
     found = dfs(p, SearchConfig(algorithm="dfs", node_budget=10**5), random.Random(0))
     assert found.solved and p.verify(found.solution_text)
     tree = mcts(p, SearchConfig(algorithm="mcts", node_budget=3000), random.Random(0))
-    fmt = plugin.SokobanMctsFormat()
+    fmt = registry.get_format("mcts")  # the generic format, with `problem worker ...` as its prompt
     verdict = fmt.replay(p, fmt.prompt(p) + fmt.linearize(p, tree))
     assert verdict.valid and verdict.solved == tree.solved
     assert not fmt.replay(p, fmt.prompt(p) + "expand n0 9,9/2,2/3,3").valid
 
 
-def test_plugin_registers_the_domain_and_formats():
-    plugin.register()
-    assert registry.get_domain("sokoban").name == "sokoban"
+def test_the_registry_finds_the_package_and_its_hooks():
+    domain = registry.get_domain("sokoban")
+    assert domain.name == "sokoban" and isinstance(domain, SokobanDomain)
     assert registry.get_format("sokoban-astar").domains == ("sokoban",)
-    assert registry.get_format("sokoban-solution").name == "solution"
-    assert registry.get_format("sokoban-mcts").domains == ("sokoban",)
+    assert "sokoban-solution" not in registry.names("formats")  # the generic solution format serves it
     assert registry.get_format("astar").domains == ("maze",)  # the generic format is left alone
+    assert set(domain.formats) == {"mcts", "solution"}
+    p = domain.make(CFG, "train", 0, seed=0)
+    assert p.optimal_plans and p.reference_format == "sokoban-astar"
+    assert registry.get_format(p.reference_format).prompt(p) == p.searchformer_prompt()
+    solution = registry.get_format("solution")
+    assert solution.prompt(p) == p.searchformer_prompt()
+    text = solution.linearize(p, astar(p, SearchConfig(algorithm="astar")))
+    assert solution.replay(p, solution.prompt(p) + text).solved
+    assert [type(e).__name__ for e in solution.parse(solution.prompt(p) + text)] == ["Goal"]
+
+
+@pytest.mark.parametrize("fmt", ["sokoban-astar", "solution", "mcts"])
+def test_generate_config_accepts_every_format_sokoban_speaks(fmt):
+    from metacot_core.config import load_config
+    from metacot_core.data.config import GenerateConfig
+    from metacot_core.data.generate import generate_shard
+
+    search = ["search.algorithm=mcts", "search.node_budget=3000"] if fmt == "mcts" else []
+    cfg = load_config(GenerateConfig, "configs/sokoban/generate-cpu.yaml", [f"format={fmt}", *search])
+    rows = list(generate_shard(cfg, "train", 0, 2))
+    assert [r["format"] for r in rows] == [fmt, fmt]
+    start = "problem worker " if fmt == "mcts" else "worker "  # mcts: the generic instance_prompt
+    assert all(r["prompt"].startswith(start) and r["optimal_length"] > 0 for r in rows)
+    fmt_obj = registry.get_format(fmt)
+    for row in rows:
+        p = registry.get_domain("sokoban").from_instance(json.loads(row["instance"]))
+        assert fmt_obj.replay(p, row["prompt"] + row["trace"]).solved == row["solved"]
+        assert fmt_obj.parse(row["prompt"] + row["trace"])  # the evaluator parses prompt + output
+
+
+def test_generic_config_refuses_a_format_sokoban_does_not_speak():
+    from metacot_core.config import load_config
+    from metacot_core.data.config import GenerateConfig
+
+    with pytest.raises(ValueError, match="does not support domain 'sokoban'"):
+        load_config(GenerateConfig, "configs/sokoban/generate-cpu.yaml", ["format=astar"])

@@ -7,6 +7,7 @@ import pytest
 from metacot_core.config import load_config
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.generate import generate_shard
+from metacot_core.domains.sokoban.generate import SokobanDomain
 from metacot_core.domains.sokoban.level import Level, border
 from metacot_core.domains.sokoban.metrics import completion_fields, plan_metrics, reference
 from metacot_core.domains.sokoban.problem import SokobanProblem
@@ -72,12 +73,12 @@ def test_problem_hooks_delegate_to_the_metrics():
     p = corridor()
     assert p.eval_reference()["optimal_length"] == 2
     assert p.completion_fields("plan 1 1")["search_steps"] == 0
-    assert SokobanProblem.plan_metrics([rec("a", True, 2, 2, 10, 20, 0, 3, 7)])["optimal_rate"] == 1.0
+    assert SokobanDomain.plan_metrics([rec("a", True, 2, 2, 10, 20, 0, 3, 7)])["optimal_rate"] == 1.0
     assert p.row_fields() == {"optimal_length": None}
 
 
 def test_generate_config_makes_rows_in_both_formats():
-    for fmt in ("sokoban-astar", "sokoban-solution"):
+    for fmt in ("sokoban-astar", "solution"):
         overrides = [f"format={fmt}", "counts.train=2"]
         cfg = load_config(GenerateConfig, "configs/sokoban/generate-cpu.yaml", overrides)
         rows = list(generate_shard(cfg, "train", 0, 2))
@@ -91,4 +92,37 @@ def test_experiment_configs_resolve_every_arm(path):
     exp = load_experiment(path)
     assert len(exp.arms) == 3
     formats = {a.label: a.pipeline.config.generate.overrides[-1] for a in exp.arms}
-    assert any("sokoban-solution" in f for f in formats.values())
+    assert sorted(formats.values()).count("format=solution") == 1
+
+
+class _WordTokenizer:
+    """Stands in for a tokenizer where the evaluator only counts tokens (one per word)."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": text.split()}
+
+
+def test_the_evaluator_asks_the_hooks_teacher_output_scores_like_astar():
+    """The A* teacher's own trace as the model's output: through the generic runner's hooks it is
+    optimal, as long as A* (ILR 1) and takes A*'s search steps (ratio 1, not fewer)."""
+    from metacot_core import registry
+    from metacot_core.evaluation.config import EvalConfig
+    from metacot_core.evaluation.generate import Completion
+    from metacot_core.evaluation.runner import EvalItem, item_records, summarize
+    from metacot_core.search.astar import astar
+    from metacot_core.search.config import SearchConfig
+
+    p = corridor()
+    fmt = registry.get_format("sokoban-astar")
+    trace = fmt.linearize(p, astar(p, SearchConfig(algorithm="astar")))
+    item = EvalItem("sokoban/test/000000", "test", "sokoban", "sokoban-astar", p.to_instance(),
+                    fmt.prompt(p), p)
+    cfg = EvalConfig(pass_k=[1], teacher={"enabled": False}, progress=False)
+    completion = Completion(text=trace, n_tokens=len(trace.split()), truncated=False)  # generated only
+    [record] = item_records(item, fmt, [completion], cfg, _WordTokenizer())
+    assert record["solved"] and record["optimal_length"] == 2 and record["astar_steps"] == 7
+    assert record["search_steps"] == 7 and record["deadlocks"] == 0
+    plans = summarize([record], cfg)["splits"]["test"]["maze"]
+    assert plans["optimal_rate"] == 1.0 and plans["swc"] == 1.0
+    assert plans["search_steps_ratio"] == 1.0 and plans["fewer_steps_share"] == 0.0
+    assert plans["ilr"] == 1.0  # the reference's own tokens

@@ -20,8 +20,9 @@ from metacot_core import registry
 from metacot_core.data.card import build_card, write_card
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.reader import shard_stats
-from metacot_core.data.schema import DatasetError, count_trace_tokens
+from metacot_core.data.schema import COLUMNS, DatasetError, count_trace_tokens
 from metacot_core.data.writer import ShardWriter, remove_stale_temporaries, shard_name
+from metacot_core.problems.base import row_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,8 @@ def index_rng(seed: int, split: str, index: int) -> random.Random:
 def generate_shard(cfg: GenerateConfig, split: str, start: int, stop: int) -> Iterator[dict[str, Any]]:
     """Rows for problems start..stop-1 of `split`: one per format, each searched once.
 
-    Unsolved searches are kept only when `keep_unsolved` (SoS trains on failed searches too).
+    Unsolved searches are kept only when `keep_unsolved` (SoS trains on failed searches too). A domain
+    adds its own columns through the problem's `row_fields` hook (after the schema's, see schema.py).
     `solved` comes from the problem's own verifier, the one judge the evaluator and reward also use.
     """
     domain = registry.get_domain(cfg.domain)
@@ -103,6 +105,9 @@ def generate_shard(cfg: GenerateConfig, split: str, start: int, stop: int) -> It
         if not solved and not cfg.keep_unsolved:
             continue
         instance = json.dumps(problem.to_instance(), sort_keys=True)
+        extra = row_fields(problem)  # the domain's own columns (Sokoban: optimal_length); usually none
+        if clash := sorted(set(extra) & set(COLUMNS)):
+            raise DatasetError(f"{cfg.domain}: row_fields names schema columns {', '.join(clash)}")
         for name, fmt in formats:
             trace = fmt.linearize(problem, result)
             yield {
@@ -122,6 +127,7 @@ def generate_shard(cfg: GenerateConfig, split: str, start: int, stop: int) -> It
                 "index": index,
                 "strategy": strategy.label,
                 "n_trace_chars": len(trace),
+                **extra,
             }
 
 

@@ -15,14 +15,16 @@ Definitions:
 - plans (Searchformer; domains whose problems declare `optimal_plans`, e.g. mazes): optimal rate;
   SWC = mean of c * l* / max(l, l*); ILR = mean of c * t* / t, with c = 1 for a correct plan, l the
   plan length, l* the optimal one, t the model's trace tokens and t* the A* trace's. They sit under
-  the summary key "maze" (the name stored runs and results tables already read).
+  the summary key "maze" (the name stored runs and results tables already read). A domain with its
+  own plan metrics (the Domain's `plan_metrics` hook, e.g. Sokoban's deadlocks and search steps
+  against A*) computes that block instead.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 Z95 = 1.959963984540054
@@ -219,15 +221,17 @@ def plan_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def split_metrics(records: Sequence[dict[str, Any]], ks: Sequence[int] = (1,),
-                  plans: bool = False) -> dict[str, Any]:
-    """Every metric of one split (`plans`: add the plan metrics under "maze")."""
+def split_metrics(records: Sequence[dict[str, Any]], ks: Sequence[int] = (1,), plans: bool = False,
+                  plan_scorer: Callable[[Sequence[dict[str, Any]]], dict[str, Any]] | None = None
+                  ) -> dict[str, Any]:
+    """Every metric of one split (`plans`: add the plan metrics under "maze", computed by
+    `plan_scorer`, the domain's `plan_metrics` hook, when given, else by `plan_metrics`)."""
     out: dict[str, Any] = {"model": model_metrics(records, ks)}
     teacher = teacher_metrics(records)
     if teacher:
         out["teacher"] = teacher
     if plans:
-        out["maze"] = plan_metrics(records)
+        out["maze"] = (plan_scorer or plan_metrics)(records)
     return out
 
 

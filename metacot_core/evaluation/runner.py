@@ -25,7 +25,7 @@ from metacot_core.evaluation.judge import Judgement, LineShapes, join_prompt, ju
 from metacot_core.evaluation.metrics import alignment, split_metrics
 from metacot_core.evaluation.report import write_report
 from metacot_core.evaluation.teacher import StrategyRun, TreeCheck, check_tree, run_strategies
-from metacot_core.problems.base import Problem, has_optimal_plans
+from metacot_core.problems.base import Problem, completion_fields, has_optimal_plans
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.events import Event
 
@@ -145,11 +145,18 @@ def teacher_rows(runs: Sequence[StrategyRun]) -> list[dict[str, Any]]:
 def _plan_reference(item: EvalItem, count_tokens: Callable[[str], int] | None) -> dict[str, Any]:
     """Optimal plan length (A*) and A* trace length in tokens, for SWC and ILR.
 
-    The reference trace is written in the problem's `reference_format` (default: the generic `astar`
-    format; a domain with its own A* format names it).
+    The problem's `eval_reference` hook gives them (and whatever else its `plan_metrics` compares
+    with, e.g. Sokoban's A* search steps); without it, one A* run here, its trace written in the
+    problem's `reference_format` (default: the generic `astar` format).
     """
     from metacot_core.registry import get_format, get_search
 
+    own = getattr(item.problem, "eval_reference", None)
+    if own is not None:
+        try:
+            return dict(own(count_tokens))
+        except Exception as err:  # noqa: BLE001 - a failed reference leaves the plan metrics out
+            return {"maze_error": f"eval_reference: {type(err).__name__}: {err}"}
     try:
         result = get_search("astar")(item.problem, SearchConfig(algorithm="astar", node_budget=10**7),
                                      random.Random(0))
@@ -234,6 +241,7 @@ def item_records(item: EvalItem, fmt: Any, completions: Sequence[Completion], cf
         record.update(plans)
         if cfg.expansions:
             record["expanded"] = [key_text(k) for k in tree.expanded]
+        record.update(completion_fields(item.problem, completion.text))
         if runs:
             record["teacher"] = {r.label: {"solved": r.solved, "n_expanded": r.n_expanded} for r in runs}
             if cfg.alignment:
@@ -263,7 +271,8 @@ def summarize(records: Sequence[dict[str, Any]], cfg: EvalConfig) -> dict[str, A
     return {
         "splits": {
             name: split_metrics(recs, cfg.pass_k,
-                                plans=any(r.get("optimal_length") is not None for r in recs))
+                                plans=any(r.get("optimal_length") is not None for r in recs),
+                                plan_scorer=domain_plan_metrics(recs))
             for name, recs in splits.items()
         },
         "n_completions": len(records),
@@ -271,6 +280,20 @@ def summarize(records: Sequence[dict[str, Any]], cfg: EvalConfig) -> dict[str, A
         "dataset": cfg.dataset,
         "generation": cfg.generation.model_dump(),
     }
+
+
+def domain_plan_metrics(records: Sequence[dict[str, Any]]) -> Callable[..., dict[str, Any]] | None:
+    """The `plan_metrics` hook of the records' domain (None: the generic plan metrics; also when the
+    records mix domains, or the domain cannot be loaded here)."""
+    from metacot_core.registry import get_domain
+
+    domains = {rec.get("domain") for rec in records}
+    if len(domains) != 1 or None in domains:
+        return None
+    try:
+        return getattr(get_domain(str(domains.pop())), "plan_metrics", None)
+    except Exception:  # noqa: BLE001 - records of an unregistered domain still get the generic metrics
+        return None
 
 
 def check_inputs(cfg: EvalConfig) -> None:

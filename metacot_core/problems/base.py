@@ -21,9 +21,20 @@ branching on domain names. Each has a fallback, so a problem without them (a plu
     Problem.reference_format: str        the format of the A* reference trace ILR compares with;
                                          absent: "astar"
     Problem.astar_tie_key(state)         A*'s deterministic tie-break (search/astar.py)
+    Problem.row_fields() -> dict         extra dataset columns of the instance's rows (data/generate.py);
+                                         absent: none
+    Problem.eval_reference(count_tokens) -> dict
+                                         the per-problem reference the plan metrics compare with
+                                         (evaluation/runner.py); absent: one A* run gives
+                                         `optimal_length` and `astar_tokens` (in `reference_format`)
+    Problem.completion_fields(text) -> dict
+                                         the domain's own figures of one model output, added to its
+                                         evaluation record; absent: none
     Domain.solution_format               the writer of the `solution` control (traces/solution_only.py)
     Domain.formats: tuple[str, ...]      generic formats the domain speaks besides those whose
                                          `domains` list it (data/config.py checks the pair)
+    Domain.plan_metrics(records) -> dict the plan metrics of a split's records (evaluation/metrics.py);
+                                         absent: the generic optimal rate, SWC and ILR
 """
 
 from __future__ import annotations
@@ -108,6 +119,28 @@ def _flatten(value: Any) -> list[str]:
 def has_optimal_plans(problem: Problem) -> bool:
     """Whether the problem's plans have an optimal length worth scoring (the `optimal_plans` hook)."""
     return bool(getattr(problem, "optimal_plans", False))
+
+
+def row_fields(problem: Problem) -> dict[str, Any]:
+    """The domain's extra dataset columns for this instance (the `row_fields` hook), else none: a
+    domain without the hook writes exactly the schema's columns, so its dataset hashes stay put."""
+    own = getattr(problem, "row_fields", None)
+    return dict(own()) if own is not None else {}
+
+
+def completion_fields(problem: Problem, text: str) -> dict[str, Any]:
+    """The domain's own figures of one model output (the `completion_fields` hook), else none.
+
+    A hook that raises gives `{"completion_fields_error": ...}`: one broken domain figure must not
+    stop an evaluation of thousands of outputs.
+    """
+    own = getattr(problem, "completion_fields", None)
+    if own is None:
+        return {}
+    try:
+        return dict(own(text))
+    except Exception as err:  # noqa: BLE001 - a domain's extra figure never costs the evaluation
+        return {"completion_fields_error": f"{type(err).__name__}: {err}"}
 
 
 class Domain(Protocol):

@@ -1,6 +1,6 @@
 """Searchformer's Sokoban A* trace (Lehnert et al. 2024): writer, parser and replay validator.
 
-Prompt (problem.prompt): `worker x y box x y ... dock x y ... wall x y ...` on one line.
+Prompt (problem.searchformer_prompt): `worker x y box x y ... dock x y ... wall x y ...` on one line.
 Trace, one step per line, as Searchformer's `WithBoxSokobanTokenizer` writes it: the state (player,
 then the boxes), the cost so far and the heuristic as `c<int>` tokens; then the plan, the player's
 cells from the start to the goal, the start included:
@@ -58,11 +58,11 @@ class Step:
 class SokobanAstarFormat:
     """`create worker x y box x y ... cG cH` / `close ...` / `plan x y` (see the module docstring)."""
 
-    name: ClassVar[str] = "astar"
+    name: ClassVar[str] = "sokoban-astar"
     domains: ClassVar[tuple[str, ...]] = ("sokoban",)
 
     def prompt(self, problem: SokobanProblem) -> str:
-        return problem.prompt()
+        return problem.searchformer_prompt()
 
     def linearize(self, problem: SokobanProblem, result: SearchResult) -> str:
         lines = []
@@ -314,7 +314,7 @@ def replay_text(problem: SokobanProblem, text: Any, plan_only: bool) -> Verdict:
         return Verdict(valid=False, solved=False, reason=Reason.EMPTY, detail="no steps")
     tokens = text.split()
     prompt = tokens[:prompt_length(tokens)]
-    if prompt and prompt != problem.prompt().split():
+    if prompt and prompt != problem.searchformer_prompt().split():
         return Verdict(valid=False, solved=False, reason=Reason.WRONG_STATE, step=0,
                        detail="the prompt describes another level")
     run = AstarReplay(problem)

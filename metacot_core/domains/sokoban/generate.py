@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +31,7 @@ from metacot_core.domains.sokoban.level import (
     level_from_instance,
 )
 from metacot_core.domains.sokoban.problem import SokobanProblem
+from metacot_core.domains.sokoban.solution_trace import SokobanSolutionFormat
 from metacot_core.problems.base import UnsolvableProblemError
 from metacot_core.search.astar import astar
 from metacot_core.search.config import SearchConfig
@@ -112,6 +114,18 @@ class SokobanDomain:
     name: ClassVar[str] = "sokoban"
     config_cls: ClassVar[type[BaseModel]] = SokobanConfig
     splits: ClassVar[tuple[str, ...]] = ("train", "test", "harder")
+    # generic formats Sokoban speaks besides its own sokoban-astar: mcts writes its states with
+    # render_state, solution hands its problems to `solution_format`
+    formats: ClassVar[tuple[str, ...]] = ("mcts", "solution")
+    solution_format: ClassVar[Any] = SokobanSolutionFormat()  # Searchformer's plan lines
+
+    @staticmethod
+    def plan_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The evaluator's plan block: optimal rate, SWC, ILR, deadlocks and search steps against A*
+        (see metrics.py)."""
+        from metacot_core.domains.sokoban.metrics import plan_metrics
+
+        return plan_metrics(records)
 
     def make(self, cfg: BaseModel, split: str, index: int, seed: int) -> SokobanProblem:
         """The `index`-th level of `split`; UnsolvableProblemError when the config admits none."""

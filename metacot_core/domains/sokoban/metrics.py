@@ -1,16 +1,17 @@
 """What Sokoban adds to the evaluation: plan quality, deadlocks written, and search steps against A*.
 
-Three pieces, each a pure function, for the evaluator to call through the domain:
+Three pieces, each a pure function, that the evaluator asks through the hooks of problems/base.py
+(SokobanProblem.eval_reference and completion_fields, SokobanDomain.plan_metrics):
 - `reference(problem, count_tokens)`, once per level: the optimal plan length and the deterministic
   A* teacher's trace size on the same level (steps = create + close lines; closes; tokens).
 - `completion_fields(problem, text)`, once per model output: deadlocked states it wrote (a box off a
   dock on a cell from which no dock can be reached, see level.dead_squares; counted whether or not
   the trace is otherwise legal) and its search steps (create + close lines of the readable prefix).
-- `plan_metrics(records)` over per-completion records that carry both (first sample per level):
-  optimal rate, SWC, ILR (as for mazes: Searchformer's measures), deadlocks per trace and the share of
-  traces with one, and Searchformer's "fewer search steps" claim: over levels solved optimally, model
-  steps / A* steps in total (`search_steps_ratio`; 1 - ratio is the reduction), and the share of those
-  levels where the model took fewer steps than A*.
+- `plan_metrics(records)` over per-completion records that carry both (first sample per level): the
+  generic optimal rate, SWC and ILR (as for mazes: Searchformer's measures), deadlocks per trace and
+  the share of traces with one, and Searchformer's "fewer search steps" claim: over levels solved
+  optimally, model steps / A* steps in total (`search_steps_ratio`; 1 - ratio is the reduction), and
+  the share of those levels where the model took fewer steps than A*.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 from metacot_core.domains.sokoban.astar_trace import SokobanAstarFormat, parse_steps
 from metacot_core.domains.sokoban.problem import SokobanProblem
-from metacot_core.evaluation.metrics import by_problem, ilr, optimal_rate, swc
+from metacot_core.evaluation.metrics import by_problem
+from metacot_core.evaluation.metrics import plan_metrics as generic_plan_metrics
 from metacot_core.search.astar import astar
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.events import Close, Create
@@ -81,15 +83,7 @@ def plan_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     firsts = [r for r in firsts if r.get("optimal_length") is not None]
     if not firsts:
         return {}
-    correct = [bool(r["solved"]) for r in firsts]
-    lengths = [r.get("plan_length") for r in firsts]
-    optimal = [int(r["optimal_length"]) for r in firsts]
-    out: dict[str, Any] = {"n_levels": len(firsts), "optimal_rate": optimal_rate(correct, lengths, optimal),
-                           "swc": swc(correct, lengths, optimal)}
-    with_tokens = [r for r in firsts if r.get("astar_tokens")]
-    if with_tokens:
-        out["ilr"] = ilr([bool(r["solved"]) for r in with_tokens], [int(r["n_tokens"]) for r in with_tokens],
-                         [int(r["astar_tokens"]) for r in with_tokens])
+    out: dict[str, Any] = {"n_levels": len(firsts), **generic_plan_metrics(firsts)}
     counted = [int(r["deadlocks"]) for r in firsts if r.get("deadlocks") is not None]
     if counted:
         out["deadlocks_per_trace"] = sum(counted) / len(counted)

@@ -148,13 +148,22 @@ class SokobanProblem:
     def to_instance(self) -> dict[str, Any]:
         return self.level.to_instance()
 
-    # --- hooks for generic code -------------------------------------------------------------------
+    # --- hooks the generic formats and the evaluator ask (problems/base.py) ----------------------
+    optimal_plans: ClassVar[bool] = True  # evaluation adds the plan metrics (Domain.plan_metrics)
+    reference_format: ClassVar[str] = "sokoban-astar"  # ILR's A* reference trace, in Sokoban's words
+
     def astar_tie_key(self, state: State) -> tuple[float, tuple[int, int], tuple[tuple[int, int], ...]]:
         """Deterministic A* order among equal f: lower h, then player cell, then boxes, in (y, x) order."""
         return (self.heuristic(state), cell_order(state[0]), tuple(cell_order(b) for b in state[1]))
 
-    def prompt(self) -> str:
-        """Searchformer's prompt: `worker x y box x y ... dock x y ... wall x y ...`, one line."""
+    def instance_prompt(self) -> str:
+        """The prompt of the generic formats (mcts): Searchformer's, after the word `problem`, which
+        tells the generic parsers that the line is a prompt (see traces/mcts.py)."""
+        return "problem " + self.searchformer_prompt()
+
+    def searchformer_prompt(self) -> str:
+        """Searchformer's prompt: `worker x y box x y ... dock x y ... wall x y ...`, one line, for
+        Sokoban's own A* format and its plan-only control."""
         lv = self.level
         words = ["worker", str(lv.player[0]), str(lv.player[1])]
         for name, cells in (("box", lv.boxes), ("dock", lv.docks), ("wall", sorted_cells(lv.walls))):
@@ -189,13 +198,6 @@ class SokobanProblem:
         from metacot_core.domains.sokoban.metrics import completion_fields
 
         return completion_fields(self, text)
-
-    @staticmethod
-    def plan_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """Optimal rate, SWC, ILR, deadlocks and search steps against A*: see metrics.py."""
-        from metacot_core.domains.sokoban.metrics import plan_metrics
-
-        return plan_metrics(records)
 
     def render_text(self, state: State | None = None) -> str:
         """The level (or `state` on it) drawn in Sokoban characters, for people."""

@@ -1,5 +1,8 @@
 """The plan-only control for Sokoban: Searchformer's "solution only" sequences, `plan x y` lines.
 
+The Domain names it as its `solution_format`, so the generic `solution` format hands Sokoban problems
+to it (and, to parse a text without a problem, asks `claims`).
+
 The plan is A*'s optimal plan (run here when the result passed in is not already an A* solution),
 written as the player's cells from the start to the goal, the start included, exactly as the plan
 part of the A* trace. `replay` judges a plan-only text with the same rules (astar_trace.py).
@@ -27,8 +30,13 @@ class SokobanSolutionFormat:
     name: ClassVar[str] = "solution"
     domains: ClassVar[tuple[str, ...]] = ("sokoban",)
 
+    def claims(self, text: str) -> bool:
+        """Whether `text` is written in these words: Sokoban's prompt or a plan line first (a bare plan
+        reads the same as a maze's, and parses to the same Goal event either way)."""
+        return text.lstrip().startswith(("worker", "plan"))
+
     def prompt(self, problem: SokobanProblem) -> str:
-        return problem.prompt()
+        return problem.searchformer_prompt()
 
     def linearize(self, problem: SokobanProblem, result: SearchResult) -> str:
         text = linearize_plan(problem, optimal_result(problem, result))
