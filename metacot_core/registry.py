@@ -64,6 +64,13 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+@functools.cache
+def load_path(path: str) -> Any:
+    """The object at "module:attr", instantiated once when it is a class (a format named by path)."""
+    obj = _load(path)
+    return obj() if isinstance(obj, type) else obj
+
+
 def _lookup(kind: str, name: str) -> Any:
     key = (kind, name)
     if key in _CACHE:

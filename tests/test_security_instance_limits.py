@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from metacot_core.problems.countdown import CountdownConfig, CountdownDomain, CountdownProblem
-from metacot_core.problems.maze import MazeConfig, MazeDomain, MazeProblem
 from pydantic import ValidationError
 
+from metacot_core.domains.countdown.problem import CountdownConfig, CountdownDomain, CountdownProblem
+from metacot_core.domains.maze.problem import MazeConfig, MazeDomain, MazeProblem
 from metacot_core.evaluation.judge import judge
 from metacot_core.instance_json import loads_instance
 from metacot_core.registry import get_format

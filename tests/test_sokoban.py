@@ -18,8 +18,9 @@ from metacot_core.domains.sokoban.level import (
     border,
     dead_corner,
     level_from_instance,
+    parse_state_tokens,
 )
-from metacot_core.domains.sokoban.problem import SokobanProblem, parse_state_tokens
+from metacot_core.domains.sokoban.problem import SokobanProblem
 from metacot_core.problems.base import Problem, UnsolvableProblemError
 from metacot_core.search.astar import astar
 from metacot_core.search.bfs import bfs

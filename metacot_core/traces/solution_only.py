@@ -49,11 +49,22 @@ class SolutionFormat:
         return writer.replay(problem, text)
 
 
+def domain_writer(domain: Any) -> Any:
+    """A Domain's `solution_format`: the writer itself, or its import path ("module:Class", resolved
+    here, so a domain package whose writer imports its problem module needs no import back), or None."""
+    writer = getattr(domain, "solution_format", None)
+    if isinstance(writer, str):
+        from metacot_core.registry import load_path
+
+        writer = load_path(writer)
+    return writer
+
+
 def solution_writer(problem: Problem) -> Any:
     """The solution-only writer of the problem's domain; ValueError when the domain has none."""
     from metacot_core.registry import get_domain
 
-    writer = getattr(get_domain(problem.domain), "solution_format", None)
+    writer = domain_writer(get_domain(problem.domain))
     if writer is None:
         raise ValueError(f"solution format: domain {problem.domain!r} names no solution_format")
     return writer
@@ -65,7 +76,7 @@ def _all_writers() -> list[Any]:
     writers = []
     for name in registry.names("domains"):
         try:
-            writer = getattr(registry.get_domain(name), "solution_format", None)
+            writer = domain_writer(registry.get_domain(name))
         except Exception:  # noqa: BLE001 - a broken plugin must not stop parsing the others' texts
             continue
         if writer is not None:

@@ -652,12 +652,8 @@ class CountdownDomain:
     config_cls: ClassVar[type[BaseModel]] = CountdownConfig
     splits: ClassVar[tuple[str, ...]] = SPLITS
 
-    @property
-    def solution_format(self) -> Any:
-        """SoS's optimal path, the `solution` control for Countdown (imported here: it imports us)."""
-        from metacot_core.domains.countdown.solution import CountdownSolutionFormat
-
-        return CountdownSolutionFormat()
+    # SoS's optimal path, the `solution` control; named by path, since solution.py imports this module
+    solution_format: ClassVar[str] = "metacot_core.domains.countdown.solution:CountdownSolutionFormat"
 
     def __init__(self) -> None:
         self._blocks: dict[tuple[str, str, int, int], list[tuple[list[int], int]]] = {}

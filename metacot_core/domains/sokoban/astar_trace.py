@@ -32,13 +32,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from metacot_core.domains.sokoban.level import MAX_BOXES, State, state_text
-from metacot_core.domains.sokoban.problem import SokobanProblem, parse_state_tokens
+from metacot_core.domains.sokoban.level import MAX_BOXES, State, parse_state_tokens, state_text
 from metacot_core.search.events import Close, Create, Event, Goal
 from metacot_core.search.result import SearchResult
 from metacot_core.traces.base import Reason, TraceParseError, Verdict
+
+if TYPE_CHECKING:  # annotations only: problem.py's hooks import the modules that import this one
+    from metacot_core.domains.sokoban.problem import SokobanProblem
 
 MAX_TRACE_CHARS = 4_000_000  # ~400k tokens: far beyond any 7x7 A* trace, small enough to judge quickly
 _PROMPT_WORDS = ("worker", "box", "dock", "wall")

@@ -13,9 +13,11 @@ checked before any search so that a hostile or mistaken instance costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from metacot_core.ascii_text import is_ascii_digits
 
 Cell = tuple[int, int]
 Boxes = tuple[Cell, ...]
@@ -210,3 +212,22 @@ def state_text(state: State) -> str:
     """`px,py/bx,by/...`: a state as one word (no spaces), usable as a node id or a line field."""
     (px, py), boxes = state
     return "/".join([f"{px},{py}", *(f"{x},{y}" for x, y in boxes)])
+
+
+def parse_state_tokens(tokens: Sequence[str]) -> State:
+    """The inverse of `state_tokens`; ValueError naming what is wrong."""
+    if len(tokens) < 3 or tokens[0] != "worker" or (len(tokens) - 3) % 3:
+        raise ValueError(f"state: expected 'worker x y (box x y)*', got {' '.join(tokens)[:80]!r}")
+    player = (_coord(tokens[1]), _coord(tokens[2]))
+    boxes: list[Cell] = []
+    for i in range(3, len(tokens), 3):
+        if tokens[i] != "box":
+            raise ValueError(f"state: expected 'box', got {tokens[i][:20]!r}")
+        boxes.append((_coord(tokens[i + 1]), _coord(tokens[i + 2])))
+    return (player, sorted_cells(boxes))
+
+
+def _coord(token: str) -> int:
+    if not is_ascii_digits(token) or len(token) > 3:  # ASCII only: str.isdigit takes every script
+        raise ValueError(f"{token[:20]!r} is not a coordinate")
+    return int(token)

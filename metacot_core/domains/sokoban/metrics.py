@@ -17,15 +17,17 @@ Three pieces, each a pure function, that the evaluator asks through the hooks of
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metacot_core.domains.sokoban.astar_trace import SokobanAstarFormat, parse_steps
-from metacot_core.domains.sokoban.problem import SokobanProblem
 from metacot_core.evaluation.metrics import by_problem
 from metacot_core.evaluation.metrics import plan_metrics as generic_plan_metrics
 from metacot_core.search.astar import astar
 from metacot_core.search.config import SearchConfig
 from metacot_core.search.events import Close, Create
+
+if TYPE_CHECKING:  # annotations only: problem.py's hooks import this module
+    from metacot_core.domains.sokoban.problem import SokobanProblem
 
 REFERENCE_BUDGET = 200_000  # A* closes allowed for the reference run on one level
 

@@ -38,6 +38,7 @@ from metacot_core.domains.sokoban.level import (
     cell_order,
     dead_corner,
     dead_squares,
+    parse_state_tokens,
     render,
     sorted_cells,
     state_text,
@@ -224,22 +225,3 @@ def parse_cell(text: Any) -> Cell | None:
     if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
         return None
     return (int(parts[0]), int(parts[1]))
-
-
-def parse_state_tokens(tokens: Sequence[str]) -> State:
-    """The inverse of `state_tokens`; ValueError naming what is wrong."""
-    if len(tokens) < 3 or tokens[0] != "worker" or (len(tokens) - 3) % 3:
-        raise ValueError(f"state: expected 'worker x y (box x y)*', got {' '.join(tokens)[:80]!r}")
-    player = (_coord(tokens[1]), _coord(tokens[2]))
-    boxes: list[Cell] = []
-    for i in range(3, len(tokens), 3):
-        if tokens[i] != "box":
-            raise ValueError(f"state: expected 'box', got {tokens[i][:20]!r}")
-        boxes.append((_coord(tokens[i + 1]), _coord(tokens[i + 2])))
-    return (player, sorted_cells(boxes))
-
-
-def _coord(token: str) -> int:
-    if not token.isdigit() or len(token) > 3:
-        raise ValueError(f"{token[:20]!r} is not a coordinate")
-    return int(token)
