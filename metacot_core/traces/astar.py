@@ -26,6 +26,7 @@ control of a domain whose Domain names it as its `solution_format` (mazes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -209,11 +210,24 @@ def _int_cost(value: float) -> int:
     return int(value)
 
 
-class _AstarReplay:
-    """The state of one replay: open and closed nodes with their (g, h), the last closed node, the plan."""
+MoveCheck = Callable[[Any, Any], "tuple[Reason, str] | None"]
 
-    def __init__(self, problem: Problem):
+
+class AstarReplay:
+    """The state of one A* replay: open and closed nodes with their (g, h), the last closed node.
+
+    Generic over the problem: a created node must be a successor of the last closed one (by the
+    problem's actions), g the parent's g plus the step cost, h the problem's heuristic; a node is closed
+    only after it was created, with the same g and h. `label` writes a state in the reasons (default:
+    as Python prints it); `check_move(last, state)` may say why `state` cannot follow `last` in the
+    domain's own words (Sokoban: a push into a wall or another box, a deadlock) before the generic check.
+    """
+
+    def __init__(self, problem: Problem, label: Callable[[Any], str] = str,
+                 check_move: MoveCheck | None = None):
         self.problem = problem
+        self.label = label
+        self.check_move = check_move
         self.start = problem.initial_state()
         self.open: dict[Any, tuple[int, int]] = {}
         self.closed: dict[Any, tuple[int, int]] = {}
@@ -224,48 +238,66 @@ class _AstarReplay:
         self.visited: list[str] = []
 
     def moves(self, cell: Any) -> dict[Any, Any]:
-        """Legal successor cell -> the action reaching it."""
+        """Legal successor state -> the action reaching it."""
         return {self.problem.apply(cell, a): a for a in self.problem.actions(cell)}
 
+    def seen(self, state: Any) -> bool:
+        return state in self.open or state in self.closed
+
+    def _parent_g(self, state: Any) -> tuple[int | None, tuple[Reason, str] | None]:
+        """g of the step from the last closed node to `state`, or why there is no such step."""
+        last, label = self.last_closed, self.label
+        if self.check_move is not None:
+            bad = self.check_move(last, state)
+            if bad is not None:
+                return None, bad
+        moves = self.moves(last)
+        if state not in moves:
+            return None, (Reason.ILLEGAL_STEP,
+                          f"{label(state)}: not a free neighbour of last closed {label(last)}")
+        return int(self.closed[last][0] + self.problem.cost(last, moves[state])), None
+
     def create(self, cell: Any, g: int, h: int) -> tuple[Reason, str] | None:
+        label = self.label
         if self.goal_closed:
             return Reason.ILLEGAL_STEP, "create after the goal was closed"
         if self.last_closed is None:
             if self.created_any:
-                return Reason.ILLEGAL_STEP, f"create {cell} before the start was closed"
+                return Reason.ILLEGAL_STEP, f"create {label(cell)} before the start was closed"
             if cell != self.start:
-                return Reason.ILLEGAL_STEP, f"the first create must be the start {self.start}, got {cell}"
-            parent_g = None
+                return (Reason.ILLEGAL_STEP,
+                        f"the first create must be the start {label(self.start)}, got {label(cell)}")
+            want_g = 0
         else:
-            moves = self.moves(self.last_closed)
-            if cell not in moves:
-                return Reason.ILLEGAL_STEP, f"{cell}: not a free neighbour of last closed {self.last_closed}"
-            parent_g = self.closed[self.last_closed][0] + self.problem.cost(self.last_closed, moves[cell])
-        want_g = 0 if parent_g is None else parent_g
+            parent_g, bad = self._parent_g(cell)
+            if bad is not None:
+                return bad
+            want_g = int(parent_g or 0)
         if g != want_g:
-            return Reason.WRONG_COST, f"create {cell}: g is {g}, should be {want_g}"
+            return Reason.WRONG_COST, f"create {label(cell)}: g is {g}, should be {want_g}"
         want_h = self.problem.heuristic(cell)
         if h != want_h:
-            return Reason.WRONG_COST, f"create {cell}: h is {h}, should be {want_h:g}"
+            return Reason.WRONG_COST, f"create {label(cell)}: h is {h}, should be {want_h:g}"
         known = self.open.get(cell) or self.closed.get(cell)
         if known is not None and known[0] <= g:
             where = "open" if cell in self.open else "closed"
-            return Reason.ILLEGAL_STEP, f"create {cell}: already {where} with g {known[0]} <= {g}"
+            return Reason.ILLEGAL_STEP, f"create {label(cell)}: already {where} with g {known[0]} <= {g}"
         self.closed.pop(cell, None)
         self.open[cell] = (g, h)
         self.created_any = True
         return None
 
     def close(self, cell: Any, g: int, h: int) -> tuple[Reason, str] | None:
+        label = self.label
         if self.goal_closed:
             return Reason.ILLEGAL_STEP, "close after the goal was closed"
         if cell not in self.open:
             if cell in self.closed:
-                return Reason.ILLEGAL_STEP, f"close {cell}: already closed"
-            return Reason.BAD_JUMP, f"close {cell}: never created"
+                return Reason.ILLEGAL_STEP, f"close {label(cell)}: already closed"
+            return Reason.BAD_JUMP, f"close {label(cell)}: never created"
         if self.open[cell] != (g, h):
             og, oh = self.open[cell]
-            return Reason.WRONG_COST, f"close {cell}: written c{g} c{h}, created with c{og} c{oh}"
+            return Reason.WRONG_COST, f"close {label(cell)}: written c{g} c{h}, created with c{og} c{oh}"
         self.closed[cell] = self.open.pop(cell)
         self.last_closed = cell
         self.n_closed += 1
@@ -278,7 +310,7 @@ def _replay(problem: Problem, text: str, plan_only: bool) -> Verdict:
     steps, error = parse_steps(text)
     if not steps and error is None:
         return Verdict(valid=False, solved=False, reason=Reason.EMPTY, detail="no steps")
-    state = _AstarReplay(problem)
+    state = AstarReplay(problem)
     plan: list[tuple[int, int]] = []
     plan_at = 0
 
@@ -320,7 +352,7 @@ def _replay(problem: Problem, text: str, plan_only: bool) -> Verdict:
 
 
 def _check_plan(
-    problem: Problem, plan: list[tuple[int, int]], state: _AstarReplay | None
+    problem: Problem, plan: list[tuple[int, int]], state: AstarReplay | None
 ) -> tuple[Reason, int, str] | None:
     """(reason, index in plan, detail) of the first wrong plan step; with `state`, cells must be created."""
     start = problem.initial_state()

@@ -31,12 +31,13 @@ significant. Texts longer than MAX_TRACE_CHARS are refused before they are read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from metacot_core.domains.sokoban.level import MAX_BOXES, State, parse_state_tokens, state_text
 from metacot_core.search.events import Close, Create, Event, Goal
 from metacot_core.search.result import SearchResult
+from metacot_core.traces.astar import AstarReplay
 from metacot_core.traces.base import Reason, TraceParseError, Verdict
 
 if TYPE_CHECKING:  # annotations only: problem.py's hooks import the modules that import this one
@@ -216,68 +217,10 @@ def describe_move(problem: SokobanProblem, before: State, after: State) -> tuple
     return None
 
 
-@dataclass
-class AstarReplay:
-    """The state of one replay: open and closed nodes with their (g, h), the last closed node."""
-
-    problem: SokobanProblem
-    open: dict[State, tuple[int, int]] = field(default_factory=dict)
-    closed: dict[State, tuple[int, int]] = field(default_factory=dict)
-    last_closed: State | None = None
-    goal_closed: bool = False
-    created_any: bool = False
-    visited: list[str] = field(default_factory=list)
-
-    def create(self, state: State, g: int, h: int) -> tuple[Reason, str] | None:
-        problem = self.problem
-        if self.goal_closed:
-            return Reason.ILLEGAL_STEP, "create after the goal was closed"
-        if self.last_closed is None:
-            start = problem.initial_state()
-            if self.created_any:
-                return Reason.ILLEGAL_STEP, f"create {state_text(state)} before the start was closed"
-            if state != start:
-                return Reason.ILLEGAL_STEP, f"the first create must be the start {state_text(start)}"
-            want_g = 0
-        else:
-            bad = describe_move(problem, self.last_closed, state)
-            if bad is not None:
-                return bad
-            want_g = self.closed[self.last_closed][0] + 1
-        if g != want_g:
-            return Reason.WRONG_COST, f"create {state_text(state)}: g is {g}, should be {want_g}"
-        want_h = problem.heuristic(state)
-        if h != want_h:
-            return Reason.WRONG_COST, f"create {state_text(state)}: h is {h}, should be {want_h:g}"
-        known = self.open.get(state) or self.closed.get(state)
-        if known is not None and known[0] <= g:
-            where = "open" if state in self.open else "closed"
-            return (Reason.ILLEGAL_STEP,
-                    f"create {state_text(state)}: already {where} with g {known[0]} <= {g}")
-        self.closed.pop(state, None)
-        self.open[state] = (g, h)
-        self.created_any = True
-        return None
-
-    def close(self, state: State, g: int, h: int) -> tuple[Reason, str] | None:
-        if self.goal_closed:
-            return Reason.ILLEGAL_STEP, "close after the goal was closed"
-        if state not in self.open:
-            if state in self.closed:
-                return Reason.ILLEGAL_STEP, f"close {state_text(state)}: already closed"
-            return Reason.BAD_JUMP, f"close {state_text(state)}: never created"
-        if self.open[state] != (g, h):
-            og, oh = self.open[state]
-            return (Reason.WRONG_COST,
-                    f"close {state_text(state)}: written c{g} c{h}, created with c{og} c{oh}")
-        self.closed[state] = self.open.pop(state)
-        self.last_closed = state
-        self.visited.append(state_text(state))
-        self.goal_closed = self.problem.is_goal(state)
-        return None
-
-    def seen(self, state: State) -> bool:
-        return state in self.open or state in self.closed
+def astar_replay(problem: SokobanProblem) -> AstarReplay:
+    """The generic A* replay bookkeeping, with Sokoban's words for a state and for an illegal move."""
+    return AstarReplay(problem, label=state_text,
+                       check_move=lambda last, state: describe_move(problem, last, state))
 
 
 def replay_plan_cells(problem: SokobanProblem, cells: Sequence[tuple[int, int]],
@@ -319,7 +262,7 @@ def replay_text(problem: SokobanProblem, text: Any, plan_only: bool) -> Verdict:
     if prompt and prompt != problem.searchformer_prompt().split():
         return Verdict(valid=False, solved=False, reason=Reason.WRONG_STATE, step=0,
                        detail="the prompt describes another level")
-    run = AstarReplay(problem)
+    run = astar_replay(problem)
 
     def verdict(valid: bool, solved: bool = False, **kw: Any) -> Verdict:
         return Verdict(valid=valid, solved=solved, states_visited=len(run.visited), n_events=len(steps),
