@@ -163,10 +163,13 @@ def log_transformers_model(model_dir: str | Path) -> None:
     from huggingface_hub import ModelCard
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from metacot_core.models import refuse_remote_code
+
     with quiet_progress():
-        local = {"local_files_only": True, "trust_remote_code": False}
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **local)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, **local)
+        refuse_remote_code(model_dir)  # a folder named in an event log is checked like any checkpoint
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=False, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
         # explicit requirements: mlflow's inference imports every optional vision/audio package
         reqs = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
         # our own card: without one, mlflow asks the Hugging Face hub for a card named after the path

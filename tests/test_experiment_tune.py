@@ -97,7 +97,9 @@ def test_grid_as_tune_trials_records_arms_and_resumes_after_a_failed_trial(
     before = {r.info.run_id for r in runs()}
     result = run_experiment(config)  # resumes: only the failed arm runs
     new = [r for r in runs() if r.info.run_id not in before]
-    assert [r.data.tags.get("experiment.arm") for r in new] == ["solution-max_steps4"]
+    [pipeline] = [r for r in new if r.data.tags.get("stage") == "pipeline"]  # replayed like a direct run:
+    assert pipeline.data.tags["experiment.arm"] == "solution-max_steps4"  # one pipeline run, its stage runs
+    assert all(r.data.tags["mlflow.parentRunId"] == pipeline.info.run_id for r in new if r is not pipeline)
     assert result["mlflow"]["run_id"] == parent.info.run_id
     assert mlflow.get_run(parent.info.run_id).info.status == "FINISHED"
     rows = pq.read_table(out / "results.parquet").to_pylist()
