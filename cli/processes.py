@@ -31,6 +31,9 @@ def port_in_use(host: str, port: int) -> bool:
     """True when another program holds `host:port`; binding it is the only check that cannot be fooled
     by whatever answers there (a second server once took the first one's /health for its own)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as servers set it: connections of a server that just stopped linger in TIME_WAIT
+        # for a minute and must not count as the port being taken; a listening socket still does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
