@@ -52,6 +52,8 @@ def _add_domain_packages() -> None:
         if not info.ispkg:
             continue
         package = importlib.import_module(f"metacot_core.domains.{info.name}")
+        if not hasattr(package, "DOMAIN"):  # a package that registers itself as a plugin (sokoban)
+            continue
         _BUILTIN["domains"][info.name] = package.DOMAIN
         _BUILTIN["formats"].update(getattr(package, "FORMATS", {}))
 
