@@ -5,8 +5,16 @@ levels and splits, astar_trace.py and solution_trace.py the trace formats, metri
 metrics; importing plugin.py registers the domain and formats.
 """
 
-from metacot_core.domains.sokoban.generate import SokobanConfig, SokobanDomain
-from metacot_core.domains.sokoban.level import Level
-from metacot_core.domains.sokoban.problem import SokobanProblem
+# Import paths only, loaded on first use: metacot_core.registry imports every domain package while it
+# is itself being imported, so an eager import of the search code here is a circular import.
+_LAZY = {"SokobanConfig": "generate", "SokobanDomain": "generate", "Level": "level",
+         "SokobanProblem": "problem"}
+__all__ = sorted(_LAZY)
 
-__all__ = ["Level", "SokobanConfig", "SokobanDomain", "SokobanProblem"]
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
