@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from metacot_core.experiment_config import load_experiment
 
 from metacot_core.config import load_config
 from metacot_core.data.config import GenerateConfig
@@ -10,7 +11,6 @@ from metacot_core.data.generate import generate_shard
 from metacot_core.domains.sokoban.level import Level, border
 from metacot_core.domains.sokoban.metrics import completion_fields, plan_metrics, reference
 from metacot_core.domains.sokoban.problem import SokobanProblem
-from metacot_core.experiment_config import load_experiment
 
 
 def corridor() -> SokobanProblem:
