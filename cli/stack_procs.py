@@ -65,7 +65,8 @@ def spawn(name: str, cmd: Sequence[str], env: dict[str, str], cwd: Path, log: Pa
     return Daemon(name, proc.pid, psutil.Process(proc.pid).create_time(), str(log)), proc
 
 
-def _members(pgid: int) -> list[psutil.Process]:
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of process group `pgid`."""
     out = []
     for proc in psutil.process_iter(["pid"]):
         try:
@@ -103,10 +104,10 @@ def stop_daemon(daemon: Daemon, first: signal.Signals = signal.SIGTERM, whole_gr
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(daemon.pid)
-        if not _members(daemon.pid) and not [p for p in tree if _running(p)]:
+        if not group_members(daemon.pid) and not [p for p in tree if _running(p)]:
             return True
         time.sleep(0.2)
-    for proc in [*_members(daemon.pid), *tree]:
+    for proc in [*group_members(daemon.pid), *tree]:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
