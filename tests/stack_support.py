@@ -92,6 +92,17 @@ def tree(pid: int) -> list[psutil.Process]:
     return [proc, *proc.children(recursive=True)]
 
 
+def cmdlines(pid: int) -> list[str]:
+    """The command lines of a process and its descendants (those that vanish meanwhile skipped)."""
+    out = []
+    for proc in tree(pid):
+        try:
+            out.append(" ".join(proc.cmdline()))
+        except psutil.Error:
+            continue
+    return out
+
+
 def kill_tree(pid: int) -> list[int]:
     """SIGKILL a process and every descendant, by id: the machine or container it ran on is gone."""
     procs = tree(pid)
