@@ -10,15 +10,20 @@ The tracked stage (run, params, the card's figures, the dataset as an input) is
     RAY_ADDRESS is joined. At most `workers` shards are in flight, so an already-running bigger Ray
     does not oversubscribe.
 Shards already finished by the same config are skipped (resume after a crash). A Ray worker that
-dies is retried (`max_retries`); it writes to a temporary file renamed only when complete, so a
-dead worker never leaves a half shard. Exceptions raised by generation itself are not retried:
-generation is deterministic, so a retry would fail the same way.
+dies, or the whole node it ran on, is retried (`max_retries`) on a node still alive; it writes to a
+temporary file renamed only when complete, so a dead worker never leaves a half shard. Exceptions
+raised by generation itself are not retried: generation is deterministic, so a retry would fail the
+same way. Shards are spread over the cluster's nodes (`SPREAD`), each records the node that wrote it
+(the card's `generation.shard_nodes`), and the storage contract of metacot_core/data/storage.py is
+enforced: a node that cannot see `output_dir` fails the run naming itself and the path, and every
+shard a node reported must be visible to the driver before the card is written.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -32,46 +37,63 @@ from metacot_core.data.generate import (
     checked_plan,
     finish_dataset,
     write_shard,
-    write_shard_from_dicts,
 )
+from metacot_core.data.storage import LOCAL_NODE, OutputNotShared, check_reported, remove_probe, write_probe
 from tasks.ray_runtime import ensure_ray
+from tasks.shard_worker import write_shard_on_node
 
 log = logging.getLogger(__name__)
 SHARD_RETRIES = 3
 # Ray's object store only carries small stats dicts here; keep it small on a shared machine.
 
 
-# The remote function is a core function (pickled by reference), so workers import metacot_core
-# only, not this module with its Prefect and MLflow imports (seconds per worker).
-_write_shard_remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(write_shard_from_dicts)
+# The remote function lives in tasks/shard_worker.py (pickled by reference), so workers import Ray and
+# metacot_core only, not this module with its Prefect and MLflow imports (seconds per worker).
+_write_shard_remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES,
+                                 scheduling_strategy="SPREAD")(write_shard_on_node)
 
 
 def _run_in_process(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
     out = []
     for spec in specs:
-        out.append(write_shard(cfg, spec))
+        out.append({**write_shard(cfg, spec), "node": LOCAL_NODE})
         bar.update(1)
     return out
 
 
+def _result(ref: Any) -> dict[str, Any]:
+    """A shard's stats; a node that broke the storage contract fails the run with its own message."""
+    try:
+        return ray.get(ref)
+    except OutputNotShared as err:  # a RayTaskError that is also the node's error
+        raise OutputNotShared(str(getattr(err, "cause", err))) from None
+
+
 def _run_on_ray(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
     started = ensure_ray(cfg.workers or None)  # 0 workers: Ray takes every core
+    # Absolute, so every node resolves the same folder whatever its working directory.
+    cfg_data = {**cfg.model_dump(mode="json"), "output_dir": str(Path(cfg.output_dir).resolve())}
+    probe = write_probe(cfg.output_dir)
+    pending: dict[Any, int] = {}
     try:
         limit = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1)))
-        cfg_data = cfg.model_dump(mode="json")
-        pending: dict[Any, int] = {}
         results: list[dict[str, Any] | None] = [None] * len(specs)
         queue = list(enumerate(specs))
         while queue or pending:
             while queue and len(pending) < limit:
                 i, spec = queue.pop(0)
-                pending[_write_shard_remote.remote(cfg_data, spec.to_dict())] = i
+                pending[_write_shard_remote.remote(cfg_data, spec.to_dict(), probe)] = i
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                results[pending.pop(ref)] = ray.get(ref)
+                results[pending.pop(ref)] = _result(ref)
                 bar.update(1)
-        return [r for r in results if r is not None]
+        shards = [r for r in results if r is not None]
+        check_reported(cfg.output_dir, shards)
+        return shards
     finally:
+        for ref in pending:  # a failed run: no shard keeps running after it
+            ray.cancel(ref, force=True)
+        remove_probe(cfg.output_dir, probe)
         if started:
             ray.shutdown()
 

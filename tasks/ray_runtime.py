@@ -25,10 +25,17 @@ def init_ray(address: str | None = None, **kwargs: Any) -> None:
     meant for nodes that others must reach); so the local start keeps that address as given, and no
     socket of the embedded Ray is reachable from another machine.
     """
+    keep_loopback = mock.patch.object(ray._private.services, "resolve_ip_for_localhost", lambda host: host)
     if address:
-        ray.init(address=address, **kwargs)
+        # A cluster on this machine's loopback (cli/local_stack.py) is joined there: the same swap
+        # would send the driver to the external address, where nothing listens.
+        if address.split("://")[-1].rsplit(":", 1)[0] in (LOOPBACK, "localhost"):
+            with keep_loopback:
+                ray.init(address=address, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
         return
-    with mock.patch.object(ray._private.services, "resolve_ip_for_localhost", lambda host: host):
+    with keep_loopback:
         ray.init(_node_ip_address=LOOPBACK, **kwargs)
 
 

@@ -182,16 +182,59 @@ def log_transformers_model(model_dir: str | Path) -> None:
 # ----------------------------------------------------------------------------------------- tracker
 
 
+def server_answers(uri: str, timeout: float = 2.0) -> bool:
+    """True unless `uri` is an HTTP server that does not answer its /health (a file store always does)."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+@contextmanager
+def one_try() -> Iterator[None]:
+    """MLflow's HTTP calls without their retries (7, with exponential backoff: minutes of a training
+    loop blocked per call while a server is down); MLflow reads these at every request."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    before = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class MlflowStepLogger:
     """Step metrics to an MLflow run by id, batched (one call per `flush_every` steps); picklable, so a
-    Ray Train worker logs straight into the driver's run."""
+    Ray Train worker logs straight into the driver's run.
 
-    def __init__(self, run_id: str, tracking_uri: str, flush_every: int = 20) -> None:
+    A tracking server that is down does not stop training: a batch that cannot be sent stays buffered
+    (up to `max_buffered` metrics, the oldest dropped beyond that) and goes out with the next batch
+    once the server answers again, with its original steps and times. `flush()`, called when training
+    ends, waits up to `patience_s` for the server; the run then records what the outage cost:
+    `tracking.late_metrics` (sent after an outage) and `tracking.dropped_metrics` (lost to the cap).
+    Only if the server is still down after that does `flush()` raise, saying how many metrics are lost.
+    """
+
+    def __init__(self, run_id: str, tracking_uri: str, flush_every: int = 20, max_buffered: int = 200_000,
+                 patience_s: float = 300.0) -> None:
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.flush_every = flush_every
+        self.max_buffered = max_buffered
+        self.patience_s = patience_s
         self.pending: list[Metric] = []
         self.calls = 0
+        self.late = 0  # metrics that waited out an outage
+        self.dropped = 0
+        self.failed_flushes = 0
+        self.outage = False
 
     def __call__(self, step: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -199,12 +242,54 @@ class MlflowStepLogger:
                          if isinstance(v, int | float)]
         self.calls += 1
         if self.calls % self.flush_every == 0 or "val_loss" in metrics:
-            self.flush()
+            self.try_flush()
+
+    def _send(self) -> None:
+        client = mlflow.MlflowClient(self.tracking_uri)
+        log_metric_batch(client, self.run_id, self.pending)
+        if self.outage:
+            self.late += len(self.pending)
+            self.outage = False
+        self.pending = []
+
+    def outage_metrics(self) -> list[Metric]:
+        now = int(time.time() * 1000)
+        return [Metric("tracking.late_metrics", float(self.late), now, 0),
+                Metric("tracking.dropped_metrics", float(self.dropped), now, 0)]
+
+    def try_flush(self) -> bool:
+        """Send the buffer if the server answers now; else keep it (bounded). True when sent."""
+        if not self.pending:
+            return True
+        try:
+            if not server_answers(self.tracking_uri):
+                raise TrackingUnreachable(f"MLflow server {self.tracking_uri} does not answer")
+            with one_try():
+                self._send()
+            return True
+        except Exception as err:  # noqa: BLE001 - any failure to send: keep the metrics, train on
+            if not self.outage:
+                print(f"warning: MLflow at {self.tracking_uri} unreachable ({type(err).__name__}); "
+                      "buffering step metrics until it answers", flush=True)
+            self.outage = True
+            self.failed_flushes += 1
+            overflow = len(self.pending) - self.max_buffered
+            if overflow > 0:
+                del self.pending[:overflow]
+                self.dropped += overflow
+            return False
 
     def flush(self) -> None:
-        if self.pending:
-            log_metric_batch(mlflow.MlflowClient(self.tracking_uri), self.run_id, self.pending)
-            self.pending = []
+        """Send everything buffered, waiting up to `patience_s` for a server that is down."""
+        deadline = time.monotonic() + self.patience_s
+        while not self.try_flush():
+            if time.monotonic() > deadline:
+                raise TrackingUnreachable(
+                    f"MLflow server {self.tracking_uri} still down after {self.patience_s:.0f} s: "
+                    f"{len(self.pending)} step metrics of run {self.run_id} are lost")
+            time.sleep(2.0)
+        if self.late or self.dropped:  # the outage's cost, in the run itself
+            log_metric_batch(mlflow.MlflowClient(self.tracking_uri), self.run_id, self.outage_metrics())
 
 
 class MlflowTracker:

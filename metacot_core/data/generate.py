@@ -21,6 +21,7 @@ from metacot_core.data.card import build_card, write_card
 from metacot_core.data.config import GenerateConfig
 from metacot_core.data.reader import shard_stats
 from metacot_core.data.schema import COLUMNS, DatasetError, count_trace_tokens
+from metacot_core.data.storage import shard_nodes
 from metacot_core.data.writer import ShardWriter, remove_stale_temporaries, shard_name
 from metacot_core.problems.base import row_fields
 
@@ -67,12 +68,14 @@ def checked_plan(cfg: GenerateConfig) -> list[ShardSpec]:
 
 def finish_dataset(cfg: GenerateConfig, shards: list[dict[str, Any]], seconds: float,
                    workers: int) -> dict[str, Any]:
-    """Write the dataset card, with the run's figures, once every shard is written; returns it."""
+    """Write the dataset card, with the run's figures (which node wrote each shard among them), once
+    every shard is written; returns it. The content hash depends on the rows only."""
     written = [s for s in shards if not s["skipped"]]
     rows_written = sum(s["n_rows"] for s in written)
+    nodes = shard_nodes(shards)
     run = {"seconds": round(seconds, 3), "shards": len(shards), "shards_resumed": len(shards) - len(written),
            "rows_written": rows_written, "traces_per_s": round(rows_written / seconds, 2) if seconds else 0.0,
-           "workers": workers}
+           "workers": workers, "nodes": sorted(set(nodes.values())), "shard_nodes": nodes}
     card = build_card(cfg.output_dir, cfg.model_dump(mode="json"), {"generation": run})
     write_card(cfg.output_dir, card)
     return card
