@@ -210,7 +210,8 @@ def _int_cost(value: float) -> int:
     return int(value)
 
 
-MoveCheck = Callable[[Any, Any], "tuple[Reason, str] | None"]
+# (last closed, created) -> the step's cost when the move is legal, else (reason, detail)
+MoveCheck = Callable[[Any, Any], "float | tuple[Reason, str]"]
 
 
 class AstarReplay:
@@ -219,8 +220,9 @@ class AstarReplay:
     Generic over the problem: a created node must be a successor of the last closed one (by the
     problem's actions), g the parent's g plus the step cost, h the problem's heuristic; a node is closed
     only after it was created, with the same g and h. `label` writes a state in the reasons (default:
-    as Python prints it); `check_move(last, state)` may say why `state` cannot follow `last` in the
-    domain's own words (Sokoban: a push into a wall or another box, a deadlock) before the generic check.
+    as Python prints it); `check_move(last, state)` replaces the generic successor check for a domain that
+    can say why a move is illegal in its own words (Sokoban: a push into a wall or another box, a
+    deadlock): it returns the step's cost, or (reason, detail).
     """
 
     def __init__(self, problem: Problem, label: Callable[[Any], str] = str,
@@ -236,6 +238,7 @@ class AstarReplay:
         self.created_any = False
         self.n_closed = 0
         self.visited: list[str] = []
+        self._moves: dict[Any, Any] | None = None  # of the last closed node: its creates all ask
 
     def moves(self, cell: Any) -> dict[Any, Any]:
         """Legal successor state -> the action reaching it."""
@@ -248,10 +251,13 @@ class AstarReplay:
         """g of the step from the last closed node to `state`, or why there is no such step."""
         last, label = self.last_closed, self.label
         if self.check_move is not None:
-            bad = self.check_move(last, state)
-            if bad is not None:
-                return None, bad
-        moves = self.moves(last)
+            step = self.check_move(last, state)
+            if isinstance(step, tuple):
+                return None, step
+            return int(self.closed[last][0] + step), None
+        if self._moves is None:
+            self._moves = self.moves(last)
+        moves = self._moves
         if state not in moves:
             return None, (Reason.ILLEGAL_STEP,
                           f"{label(state)}: not a free neighbour of last closed {label(last)}")
@@ -300,6 +306,7 @@ class AstarReplay:
             return Reason.WRONG_COST, f"close {label(cell)}: written c{g} c{h}, created with c{og} c{oh}"
         self.closed[cell] = self.open.pop(cell)
         self.last_closed = cell
+        self._moves = None
         self.n_closed += 1
         self.visited.append(self.problem.render_state(cell))
         self.goal_closed = bool(self.problem.is_goal(cell))

@@ -219,8 +219,10 @@ def describe_move(problem: SokobanProblem, before: State, after: State) -> tuple
 
 def astar_replay(problem: SokobanProblem) -> AstarReplay:
     """The generic A* replay bookkeeping, with Sokoban's words for a state and for an illegal move."""
-    return AstarReplay(problem, label=state_text,
-                       check_move=lambda last, state: describe_move(problem, last, state))
+    def step(last: State, state: State) -> float | tuple[Reason, str]:
+        return describe_move(problem, last, state) or 1.0  # every Sokoban move costs 1
+
+    return AstarReplay(problem, label=state_text, check_move=step)
 
 
 def replay_plan_cells(problem: SokobanProblem, cells: Sequence[tuple[int, int]],
