@@ -85,9 +85,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    data = {} if data is None else data  # an empty file: every default (a `false` or `0` is not)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of fields")
     return data
