@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from metacot_core.config import ConfigError
+from metacot_core.config import build_config
 from metacot_core.pipeline.experiment import Arm, ResolvedExperiment, load_experiment
 from metacot_core.pipeline.offline import run_pipeline_offline
 from metacot_core.pipeline.stages import run_generate
@@ -51,12 +51,7 @@ def tune_settings(exp: ResolvedExperiment) -> TuneArms | None:
     """The checked `tune:` block when it turns Tune on, else None; ConfigError in one line."""
     if exp.config.tune is None:
         return None
-    try:
-        settings = TuneArms.model_validate(exp.config.tune)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid tune: {where + ': ' if where else ''}{first['msg']}") from None
+    settings = build_config(TuneArms, exp.config.tune)
     return settings if settings.enabled else None
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from metacot_core.config import ConfigError, OutputDir
+from metacot_core.config import ConfigError, OutputDir, build_config
 from metacot_core.pipeline.config import ResolvedPipeline, load_pipeline, route_overrides, trial_overrides
 
 MLFLOW_PARENT = "mlflow.parentRunId"
@@ -99,12 +99,7 @@ def sweep_settings(pipe: ResolvedPipeline, source: str = "config") -> SweepSetti
     """The pipeline config's `sweep:` block, checked; ConfigError in one line naming the field."""
     if pipe.config.sweep is None:
         raise ConfigError(f"{source}: no `sweep:` block (search space) in this config")
-    try:
-        return SweepSettings.model_validate(pipe.config.sweep)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid sweep: {where + ': ' if where else ''}{first['msg']}") from None
+    return build_config(SweepSettings, pipe.config.sweep)
 
 
 # ------------------------------------------------------------------------------------------ search space
