@@ -24,7 +24,7 @@ import pytest
 
 from cli.local_stack import POOL, LocalStack, Ports
 from cli.postgres import PostgresMissing, pg_bindir
-from tests.stack_support import (
+from stack_support import (
     ROOT,
     alive_nodes,
     cmdlines,
@@ -224,7 +224,7 @@ def test_deployment_run_runs_on_the_worker_and_reports_to_mlflow(stack: LocalSta
     assert [m.name for m in models] == ["model"]
     assert {r.info.status for r in by_name["evaluate"]} == {"FINISHED"}
 
-    from tests.test_mlflow_ui_browser import CHROMIUM, open_run_page
+    from test_mlflow_ui_browser import CHROMIUM, open_run_page
 
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} missing: the browser check of the stack's MLflow did not run")
