@@ -10,8 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,57 +118,28 @@ def kill_tree(pid: int) -> list[int]:
     return [p.pid for p in procs]
 
 
-@contextmanager
-def stack_env(stack: LocalStack) -> Iterator[None]:
-    """This process as a user of the stack (its env file sourced), restored afterwards; Ray's cached
-    settings are re-read so its token mode follows the environment both ways."""
-    from ray._raylet import Config
+def start_ray_driver(stack: LocalStack, scenario: str, **arguments: Any) -> subprocess.Popen:
+    """tests/stack_driver.py as a user's script on the cluster (the stack's env file sourced), in a
+    process of its own: Ray reads its auth mode once per process, and this pytest process may have
+    loaded Ray without the stack's token for an earlier test. It dies with this process."""
+    from cli.processes import die_with_parent
 
-    saved = {k: os.environ.get(k) for k in stack.client_vars()}
-    os.environ.update(stack.client_vars())
-    Config.initialize("")
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "stack_driver.py"), scenario,
+                             json.dumps(arguments)], cwd=ROOT, env=stack.client_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent())
+
+
+def driver_result(proc: subprocess.Popen, timeout: float = 600) -> dict[str, Any]:
+    """The driver's JSON line; its stderr in the failure when it did not print one."""
     try:
-        yield
-    finally:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        Config.initialize("")
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, f"driver exit {proc.returncode}:\n{out[-3000:]}\n{err[-6000:]}"
+    return json.loads(lines[-1])
 
 
-def join_ray(stack: LocalStack) -> None:
-    """Connect this process to the stack's Ray cluster as a driver.
-
-    Ray reads its auth mode once per process: when an earlier test of the same pytest process already
-    loaded Ray without the stack's token (the whole suite does), joining the token-protected cluster
-    fails with InvalidAuthToken; the test is then skipped with that reason (it runs when this file runs
-    alone: `pytest tests/test_local_stack.py`). Known gap, reported in the issue's closing note.
-    """
-    import pytest
-    import ray
-
-    from tasks.ray_runtime import init_ray
-
-    if not ray.is_initialized():
-        try:
-            init_ray(address=stack.ray_address, log_to_driver=False)
-        except (ConnectionError, RuntimeError) as err:
-            chain = " ".join(str(e) for e in (err, err.__cause__, err.__context__) if e is not None)
-            if "InvalidAuthToken" not in chain and "Authentication token" not in chain:
-                raise
-            pytest.skip("Ray already loaded in this process without the stack's auth token "
-                        "(run tests/test_local_stack.py alone)")
-
-
-def alive_nodes() -> dict[str, bool]:
-    """Node id -> is head, of the alive nodes."""
-    import ray
-
-    return {n["NodeID"]: bool(n["Resources"].get("node:__internal_head__"))
-            for n in ray.nodes() if n["Alive"]}
+def ray_driver(stack: LocalStack, scenario: str, timeout: float = 600, **arguments: Any) -> dict[str, Any]:
+    return driver_result(start_ray_driver(stack, scenario, **arguments), timeout)

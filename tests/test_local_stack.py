@@ -21,25 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from cli.local_stack import POOL, LocalStack, Ports
-from cli.postgres import PostgresMissing, pg_bindir
 from stack_support import (
     ROOT,
-    alive_nodes,
     cmdlines,
     deployment_run,
+    driver_result,
     flow_run,
     http_status,
-    join_ray,
     kill_tree,
-    stack_env,
+    ray_driver,
+    start_ray_driver,
     subflow_names,
     tail,
     tree,
     wait_final,
     wait_for,
 )
+
+from cli.local_stack import POOL, LocalStack, Ports
+from cli.postgres import PostgresMissing, pg_bindir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -319,29 +319,25 @@ def test_fault_mlflow_down_during_sft_buffers_the_metrics(stack: LocalStack, one
 # ------------------------------------------------------------------------------------------ Ray cluster
 
 
-def _gen_config(output_dir: Path, workers: int) -> Any:
-    from metacot_core.config import load_config
-    from metacot_core.data.config import GenerateConfig
-
-    return load_config(GenerateConfig, "configs/countdown/generate-cpu.yaml",
-                       [*GEN, f"workers={workers}", f"output_dir={output_dir}"])
+def _gen_overrides(output_dir: Path, workers: int) -> list[str]:
+    return [*GEN, f"workers={workers}", f"output_dir={output_dir}"]
 
 
 @pytest.fixture(scope="module")
 def one_process_card(stack_base: Path) -> dict[str, Any]:
+    from metacot_core.config import load_config
+    from metacot_core.data.config import GenerateConfig
     from tasks.generate import generate_dataset
 
-    return generate_dataset(_gen_config(stack_base / "runs" / "gen-one", 1), progress=False)
+    cfg = load_config(GenerateConfig, "configs/countdown/generate-cpu.yaml",
+                      _gen_overrides(stack_base / "runs" / "gen-one", 1))
+    return generate_dataset(cfg, progress=False)
 
 
 def test_generation_spreads_shards_over_both_nodes_with_the_same_hash(
         stack: LocalStack, stack_base: Path, one_process_card: dict[str, Any]) -> None:
-    from tasks.generate import generate_dataset
-
-    with stack_env(stack):
-        join_ray(stack)
-        nodes = alive_nodes()
-        card = generate_dataset(_gen_config(stack_base / "runs" / "gen-two", 2), progress=False)
+    out = ray_driver(stack, "generate", overrides=_gen_overrides(stack_base / "runs" / "gen-two", 2))
+    nodes, card = out["nodes"], out["card"]
     assert len(nodes) == 2
     assert card["content_hash"] == one_process_card["content_hash"]
     assert card["n_shards"] == one_process_card["n_shards"] == 16
@@ -351,39 +347,19 @@ def test_generation_spreads_shards_over_both_nodes_with_the_same_hash(
     assert not list((stack_base / "runs" / "gen-two").glob(".storage-probe-*"))
 
 
-def _actor_nodes(class_part: str) -> set[str]:
-    from ray.util.state import list_actors
-
-    return {a.node_id for a in list_actors(limit=1000, detail=True) if class_part in (a.class_name or "")}
-
-
 def test_ray_train_places_its_two_workers_on_both_nodes(stack: LocalStack, stack_base: Path,
                                                         one_process_card: dict[str, Any]) -> None:
-    from metacot_core.config import load_config
-    from metacot_core.pipeline.stages import run_sft
-    from metacot_core.pipeline.tracker import NullTracker
-    from metacot_core.training.config import SFTConfig
-    from tasks.sft import train_sft
-
-    cfg = load_config(SFTConfig, "configs/countdown/sft-cpu.yaml",
-                      [*TINY_SFT, f"data.path={stack_base / 'runs' / 'gen-one'}",
-                       f"output_dir={stack_base / 'runs' / 'sft-train'}", "train.max_steps=4",
-                       "train.eval_every=2", "train.checkpoint_every=2", "ray.enabled=true",
-                       "ray.num_workers=2", "ray.cpus_per_worker=1"])
-    with stack_env(stack):
-        join_ray(stack)
-        summary = run_sft(cfg, NullTracker(), train=train_sft)
-        nodes = alive_nodes()
-        placed = _actor_nodes("TrainWorker")
-    assert summary.get("world_size") == 2
+    out = ray_driver(stack, "sft", overrides=[
+        *TINY_SFT, f"data.path={stack_base / 'runs' / 'gen-one'}",
+        f"output_dir={stack_base / 'runs' / 'sft-train'}", "train.max_steps=4", "train.eval_every=2",
+        "train.checkpoint_every=2", "ray.enabled=true", "ray.num_workers=2", "ray.cpus_per_worker=1"])
+    assert out["summary"].get("world_size") == 2
     assert (stack_base / "runs" / "sft-train" / "final").is_dir()
-    assert placed == set(nodes) and len(placed) == 2
+    assert set(out["placed"]) == set(out["nodes"]) and len(out["placed"]) == 2
 
 
 def test_tune_sweep_of_two_trials_runs_on_the_cluster(stack: LocalStack, stack_base: Path) -> None:
     import yaml
-
-    from flows.sweep import run_sweep
 
     data = yaml.safe_load((ROOT / "configs/countdown/pipeline-tiny.yaml").read_text())
     data["output_root"] = str(stack_base / "runs" / "sweep-pipeline")
@@ -392,13 +368,10 @@ def test_tune_sweep_of_two_trials_runs_on_the_cluster(stack: LocalStack, stack_b
                      "output_dir": str(stack_base / "runs" / "sweeps"), "metric": "val_loss"}
     config = stack_base / "sweep.yaml"
     config.write_text(yaml.safe_dump(data))
-    with stack_env(stack):
-        join_ray(stack)
-        nodes = alive_nodes()
-        result = run_sweep(str(config), verbose=0)
-        trial_nodes = _actor_nodes("ImplicitFunc")
+    out = ray_driver(stack, "sweep", config=str(config))
+    result = out["result"]
     assert result["trials"] == 2 and result["errors"] == []
-    assert trial_nodes and trial_nodes <= set(nodes)
+    assert out["trial_nodes"] and set(out["trial_nodes"]) <= set(out["nodes"])
     import mlflow
 
     client = mlflow.MlflowClient(stack.mlflow_uri)
@@ -413,37 +386,26 @@ def _raylet_of(stack: LocalStack, name: str) -> int:
 
 def test_fault_second_node_killed_mid_generation(stack: LocalStack, stack_base: Path,
                                                  one_process_card: dict[str, Any], record_property) -> None:
-    import threading
-
-    from tasks.generate import generate_dataset
-
     out_dir = stack_base / "runs" / "gen-node-killed"
-    result: dict[str, Any] = {}
-    with stack_env(stack):
-        join_ray(stack)
-        nodes = alive_nodes()
-        second = next(n for n, head in nodes.items() if not head)
+    began = time.monotonic()
+    driver = start_ray_driver(stack, "generate", overrides=_gen_overrides(out_dir, 2), wait_for_nodes=2)
 
-        def generate() -> None:
-            try:
-                result["card"] = generate_dataset(_gen_config(out_dir, 2), progress=False)
-            except BaseException as err:  # noqa: BLE001 - reported by the assertion below
-                result["error"] = err
+    def second_node_busy() -> bool:  # writing a shard right now (Ray names a worker after its task)
+        return any("write_shard_on_node" in line for line in cmdlines(stack.daemons["ray-worker"].pid))
 
-        thread = threading.Thread(target=generate)
-        began = time.monotonic()
-        thread.start()
-        def second_node_busy() -> bool:  # writing a shard right now (Ray names a worker after its task)
-            return any("write_shard_on_node" in line for line in cmdlines(stack.daemons["ray-worker"].pid))
-
+    try:
         wait_for(lambda: len(list(out_dir.glob("*/part-*.parquet"))) >= 2 and second_node_busy(),
                  "two finished shards and a shard running on the second node", 300, 0.2)
-        done_at_kill = len(list(out_dir.glob("*/part-*.parquet")))
-        os.kill(_raylet_of(stack, "ray-worker"), signal.SIGKILL)
-        thread.join(timeout=600)
-        seconds = time.monotonic() - began
-    assert "error" not in result, repr(result.get("error"))
-    card = result["card"]
+    except AssertionError:
+        driver.kill()
+        raise
+    done_at_kill = len(list(out_dir.glob("*/part-*.parquet")))
+    os.kill(_raylet_of(stack, "ray-worker"), signal.SIGKILL)
+    out = driver_result(driver)
+    seconds = time.monotonic() - began
+    assert "error" not in out, out.get("error")
+    second = next(n for n, head in out["nodes"].items() if not head)
+    card = out["card"]
     assert card["content_hash"] == one_process_card["content_hash"] and card["n_shards"] == 16
     written_by = card["generation"]["shard_nodes"]
     by_second = sorted(f for f, node in written_by.items() if node == second)
@@ -458,9 +420,6 @@ def test_a_node_that_cannot_see_output_dir_fails_naming_node_and_path(stack: Loc
                                                                         stack_base: Path) -> None:
     """The second node started in a mount namespace where the runs folder is an empty tmpfs: the
     shared-storage contract broken the way a node without the shared volume breaks it."""
-    from metacot_core.data.storage import OutputNotShared
-    from tasks.generate import generate_dataset
-
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "--mount", "true"], capture_output=True).returncode != 0:
         pytest.skip("no mount namespaces here (unshare); the unit test covers the check")
@@ -471,13 +430,10 @@ def test_a_node_that_cannot_see_output_dir_fails_naming_node_and_path(stack: Loc
     stack.start_ray_worker(prefix=hide)
     stack.wait("ray-worker")
     out_dir = runs / "gen-hidden"
-    with stack_env(stack):
-        join_ray(stack)
-        wait_for(lambda: len(alive_nodes()) == 2, "the second node to join", 60)
-        second = next(n for n, head in alive_nodes().items() if not head)
-        with pytest.raises(OutputNotShared) as caught:
-            generate_dataset(_gen_config(out_dir, 2), progress=False)
-    message = str(caught.value)
+    out = ray_driver(stack, "generate", overrides=_gen_overrides(out_dir, 2), wait_for_nodes=2)
+    second = next(n for n, head in out["nodes"].items() if not head)
+    assert out.get("error", {}).get("type") == "OutputNotShared", out
+    message = out["error"]["message"]
     assert second in message and str(out_dir.resolve()) in message and "Traceback" not in message
     assert not (out_dir / "card.json").exists()
 
