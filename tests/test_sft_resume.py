@@ -23,10 +23,12 @@ def data(tmp_path_factory):
     return tiny_dataset(tmp_path_factory.mktemp("ds"), n_train=12, n_val=4, max_chars=1200)
 
 
-@pytest.mark.parametrize("batching", ["pack", "bucket"])
-def test_resume_continues_the_same_loss_curve(data, tmp_path, batching):
-    # dropout on, so the test also covers the random state after resuming
-    over = {"max_steps": 8, "checkpoint_every": 4, "eval_every": 4, "batching": batching}
+@pytest.mark.parametrize(("batching", "optimizer"),
+                         [("pack", "adamw"), ("bucket", "adamw"), ("pack", "muon")])
+def test_resume_continues_the_same_loss_curve(data, tmp_path, batching, optimizer):
+    # dropout on, so the test also covers the random state after resuming; muon: both optimizers' states
+    over = {"max_steps": 8, "checkpoint_every": 4, "eval_every": 4, "batching": batching,
+            "optimizer": optimizer}
     full_cfg, _ = sft.prepare_run(tiny_cfg(data, tmp_path / "full", ["model.dropout=0.1"], **over))
     full = sft.train(full_cfg, progress=False)
 
@@ -55,6 +57,9 @@ def test_resume_from_an_incompatible_checkpoint_is_refused(data, tmp_path):
     changed = cfg.model_copy(update={"train": cfg.train.model_copy(update={"micro_batch_size": 3})})
     with pytest.raises(CheckpointError, match="train.micro_batch_size was 2 in the checkpoint, now 3"):
         sft.prepare_run(changed)
+    muon = cfg.model_copy(update={"train": cfg.train.model_copy(update={"optimizer": "muon"})})
+    with pytest.raises(CheckpointError, match='train.optimizer was "adamw" in the checkpoint, now "muon"'):
+        sft.prepare_run(muon)
     bigger = cfg.model_copy(update={"model": cfg.model.model_copy(update={"n_layer": 2})})
     with pytest.raises(CheckpointError, match="cannot resume: model was"):
         sft.prepare_run(bigger)

@@ -59,6 +59,14 @@ class TrainConfig(BaseModel):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
     warmup_steps: int = Field(20, ge=0, description="linear warmup steps")
     weight_decay: float = Field(0.1, ge=0, description="AdamW decay on matrices (not biases, norms)")
+    optimizer: Literal["adamw", "muon"] = Field(
+        "adamw", description="adamw, or muon: torch's Muon on the hidden matrices, AdamW on the rest",
+        json_schema_extra={"hash_neutral": True},  # added later: at adamw, stage hashes stay as they were
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch threads of an in-process run (None: torch's default); on a shared "
+        "machine 1 can be faster than spinning OpenMP threads", json_schema_extra={"hash_neutral": True},
+    )
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0, description="clip the global grad norm (None: no clipping)")
@@ -131,6 +139,7 @@ class SFTConfig(BaseModel):
 # Fields that must match between a checkpoint and the run resuming from it (the rest may change,
 # e.g. max_steps to train longer, eval_every, logging).
 RESUME_MUST_MATCH = (
+    "train.optimizer",
     "data.path",
     "data.train_split",
     "data.solved",

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from metacot_core.models import build_model, count_parameters, load_local_model
 from metacot_core.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from metacot_core.training import checkpoint as ckpt
+from metacot_core.training import optimizers
 from metacot_core.training.config import RESUME_MUST_MATCH, SFTConfig
 from metacot_core.training.data import (
     IGNORE,
@@ -195,6 +196,7 @@ def load_local_model_check(path: str) -> None:
 
 def check_resume(path: Path, cfg: SFTConfig, tokenizer: Any) -> dict[str, Any]:
     saved = ckpt.saved_config(path)
+    saved.setdefault("train", {}).setdefault("optimizer", "adamw")  # saved before there was a choice
     ckpt.check_compatible(saved, config_dict(cfg), RESUME_MUST_MATCH)
     state = ckpt.load_state(path)
     if state.get("tokenizer_hash") not in (None, tokenizer_hash(tokenizer)):
@@ -211,17 +213,11 @@ def config_dict(cfg: SFTConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- optimisation pieces
 
 
-def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (biases, norms and 1-d params are not decayed)."""
-    decay, no_decay, seen = [], [], set()
-    for p in model.parameters():
-        if not p.requires_grad or id(p) in seen:
-            continue
-        seen.add(id(p))
-        (decay if p.dim() >= 2 else no_decay).append(p)
+def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (decay on matrices only), or Muon on the hidden matrices with AdamW for the rest."""
     t = cfg.train
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")
+    return optimizers.make_optimizer(model, t.optimizer, t.lr, (t.beta1, t.beta2), t.weight_decay,
+                                     fused=device.type == "cuda" and t.optimizer == "adamw")
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -375,6 +371,8 @@ def train(
     on rank 0 for step metrics and validation; raising StopTraining from it ends the run early.
     """
     device = device or resolve_device(cfg.train.device)
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
     paths = output_paths(cfg)
     resume = find_resume(cfg)
     tokenizer = load_tokenizer(cfg.tokenizer.path) if cfg.tokenizer.path else None
