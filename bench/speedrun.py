@@ -163,7 +163,7 @@ def print_rows(rows: list[dict[str, Any]], reference: dict[str, Any] | None) -> 
               f"{ratio} |")
 
 
-def levers(out: Path, steps: int, problems: int, names: list[str] | None) -> None:
+def levers(out: Path, steps: int, problems: int, names: list[str] | None, extra: list[str]) -> None:
     """Each lever alone at `steps` steps on one shared dataset; one row each, printed as it finishes."""
     from metacot_core.pipeline.stages import run_generate
     from metacot_core.pipeline.tracker import NullTracker
@@ -175,7 +175,7 @@ def levers(out: Path, steps: int, problems: int, names: list[str] | None) -> Non
         if names and name not in names:
             continue
         slug = "".join(c if c.isalnum() else "-" for c in name)
-        row = run_recipe(name, out / slug, [f"train.max_steps={steps}", *overrides], problems,
+        row = run_recipe(name, out / slug, [f"train.max_steps={steps}", *extra, *overrides], problems,
                          dataset=gen.output_dir)
         row["s_per_step"] = row["sft_s"] / steps
         rows.append(row)
@@ -192,19 +192,21 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="with --levers: run just these levers (repeatable)")
     ap.add_argument("--steps", type=int, default=1500, help="with --levers: SFT steps per lever")
     ap.add_argument("--fast", nargs="*", default=None, help="the fast recipe's SFT overrides (key=value)")
+    ap.add_argument("--sft", nargs="*", default=[], help="SFT overrides added to every run (e.g. "
+                    "train.threads=1 on a shared machine)")
     args = ap.parse_args()
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"{args.out}: not empty (the speedrun starts from an empty folder)")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.levers:
-        levers(args.out, args.steps, args.check_problems, args.only)
+        levers(args.out, args.steps, args.check_problems, args.only, args.sft)
         return
     fast = FAST if args.fast is None else Recipe("fast", args.fast)
-    rows = [run_recipe(fast.name, args.out / "fast", fast.sft, args.check_problems)]
+    rows = [run_recipe(fast.name, args.out / "fast", [*args.sft, *fast.sft], args.check_problems)]
     print(json.dumps(rows[0]), flush=True)
     reference = None
     if args.baseline == "run":
-        reference = run_recipe(TODAY.name, args.out / "today", TODAY.sft, args.check_problems)
+        reference = run_recipe(TODAY.name, args.out / "today", [*args.sft, *TODAY.sft], args.check_problems)
         print(json.dumps(reference), flush=True)
     elif args.baseline == "recorded":
         reference = dict(RECORDED)

@@ -148,7 +148,7 @@ def test_countdown_eval_with_mlflow_under_parent_run(checkpoint, sos_dataset, tm
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 

@@ -83,7 +83,7 @@ def test_a_killed_ray_worker_is_retried_and_the_dataset_is_complete_and_identica
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 

@@ -196,7 +196,7 @@ def test_flow_logs_rl_metrics_and_checkpoint_to_mlflow(tiny: dict[str, Path], tm
     cfg = _cfg(tiny, "star", "flow", "star.iterations=1", "eval.n_problems=1")
     path = tmp_path / "rl.yaml"
     path.write_text(json.dumps(cfg.model_dump(mode="json")))
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):
         summary = train_rl(load_rl_config(str(path), ["grpo.steps=1", "grpo.checkpoint_every=1"], "grpo"))
     assert summary["method"] == "grpo" and summary["final_step"] == 1
 

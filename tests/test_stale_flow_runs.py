@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def prefect_api():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 
