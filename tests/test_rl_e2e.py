@@ -76,7 +76,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _cfg(tiny: dict[str, Path], method: str, out: str, *overrides: str) -> RLConfig:
     base = {
         "method": method, "init_checkpoint": str(tiny["sft"]), "dataset": str(tiny["data"]),
-        "output_dir": str(tiny["root"] / out), "device": "cpu",
+        "output_dir": str(tiny["root"] / out), "device": "cpu", "progress": False,
         "sampling": {"max_new_tokens": 24, "batch_size": 8},
         "train": {"batch_size": 4, "max_length": 192, "lr": 1e-3},
         "eval": {"n_problems": 2, "every": 1},
