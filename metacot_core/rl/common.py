@@ -134,13 +134,13 @@ class InProcessSampler:
         """Nothing to load: this sampler samples from the very model the learner updates."""
 
 
-def step_bar(enabled: bool, start: int, total: int, desc: str) -> Any:
+def step_bar(enabled: bool, start: int, total: int, desc: str, file: Any = None) -> Any:
     """The tqdm bar of an RL loop (one tick per GRPO step or STaR round), or None when disabled."""
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, file=file)
 
 
 def bar_postfix(bar: Any, metrics: dict[str, float], kept_key: str) -> None:
