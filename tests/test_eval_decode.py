@@ -132,3 +132,32 @@ def test_top_p_filter_matches_transformers():
         ours = top_p_filter(logits, p)
         theirs = TopPLogitsWarper(top_p=p)(None, logits.clone())
         assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
+
+
+def test_growing_cache_gives_the_logits_of_the_dynamic_cache():
+    """The doubling buffers (decode.GrowingLayer) hold the same keys and values as DynamicCache's
+    concatenation, through growth and row selection."""
+    from transformers.cache_utils import DynamicCache
+
+    from metacot_core.evaluation.decode import GrowingLayer, new_cache
+
+    model, _ = tiny_lm(PROMPTS, seed=2, n_layer=2)
+    torch.manual_seed(0)
+    ids = torch.randint(4, 20, (3, 5))
+    mask = torch.ones_like(ids)
+    caches = [new_cache(), DynamicCache()]
+    logits = []
+    with torch.inference_mode():
+        for cache in caches:
+            model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True)
+            cache.batch_select_indices(torch.tensor([2, 0, 2]))
+            m = mask.clone()
+            rows = []
+            for t in range(70):  # past the first 64-position buffer: one growth
+                m = torch.cat([m, m.new_ones((3, 1))], dim=1)
+                out = model(input_ids=ids[:, t % 5: t % 5 + 1], attention_mask=m, cache=cache, use_cache=True,
+                            position_ids=torch.full((3, 1), 5 + t))
+                rows.append(out.logits[:, -1])
+            logits.append(torch.stack(rows))
+    assert isinstance(caches[0].layers[0], GrowingLayer) and caches[0].get_seq_length() == 75
+    torch.testing.assert_close(logits[0], logits[1])

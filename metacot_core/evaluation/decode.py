@@ -12,6 +12,9 @@ is most of the sampling time. This loop:
   prompt p is a hash of (seed, p, s, t, v), so a completion does not depend on the batch it was decoded
   in, on its neighbours finishing, or on the batch size; greedy decoding is the plain argmax, as in
   `model.generate`;
+- keeps the KV cache in buffers that grow by doubling (`GrowingLayer`): transformers' DynamicCache
+  concatenates every layer's keys and values at every step, which copies the whole cache per token
+  and at 600 cached positions cost 5x the model's own work (213 vs 33 ms per step, batch 128, 1m model);
 - runs under `torch.inference_mode`.
 
 Stop strings are checked as `StopOnStrings` checks them (the decoded tail of the last few tokens), but
@@ -97,6 +100,74 @@ class Decoded:
     stopped: bool
 
 
+try:  # transformers >= 4.56: caches made of layers
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+except ImportError:  # older transformers: the model's own cache
+    DynamicCache = DynamicLayer = None  # type: ignore[assignment,misc]
+
+
+if DynamicLayer is not None:
+    class GrowingLayer(DynamicLayer):  # type: ignore[misc,valid-type]
+        """A DynamicLayer whose keys and values are views of buffers that double when full, so adding a
+        token writes one position instead of concatenating (copying) the whole cache."""
+
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            super().lazy_initialization(key_states, value_states)
+            self.length = 0
+            self.key_buf: torch.Tensor | None = None
+            self.value_buf: torch.Tensor | None = None
+
+        def _views(self) -> None:
+            self.keys = self.key_buf[..., : self.length, :]
+            self.values = self.value_buf[..., : self.length, :]
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = key_states.shape[-2]
+            if self.key_buf is None or self.length + n > self.key_buf.shape[-2]:
+                capacity = max(64, 2 * (self.length + n))
+                shape = (*key_states.shape[:-2], capacity, key_states.shape[-1])
+                key_buf, value_buf = key_states.new_empty(shape), value_states.new_empty(shape)
+                if self.length:
+                    key_buf[..., : self.length, :] = self.keys
+                    value_buf[..., : self.length, :] = self.values
+                self.key_buf, self.value_buf = key_buf, value_buf
+            self.key_buf[..., self.length: self.length + n, :] = key_states
+            self.value_buf[..., self.length: self.length + n, :] = value_states
+            self.length += n
+            self._views()
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.get_seq_length() > 0:
+                self.key_buf, self.value_buf = self.key_buf[indices], self.value_buf[indices]
+                self._views()
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.get_seq_length() > 0:
+                self.key_buf = self.key_buf.repeat_interleave(repeats, dim=0)
+                self.value_buf = self.value_buf.repeat_interleave(repeats, dim=0)
+                self._views()
+
+        def crop(self, tokens_to_remove: int) -> None:
+            super().crop(tokens_to_remove)
+            if self.is_initialized and self.key_buf is not None:
+                self.length = self.keys.shape[-2]
+
+
+def new_cache() -> Any:
+    """An empty cache of `GrowingLayer`s, or None (the model makes its own) on older transformers."""
+    if DynamicCache is None:
+        return None
+    cache = DynamicCache()
+    if getattr(cache, "layer_class_to_replicate", None) is not DynamicLayer:
+        return None  # a cache layout this loop does not know
+    cache.layer_class_to_replicate = GrowingLayer
+    return cache
+
+
 def _cache_keyword(model: Any) -> str:
     """transformers 5 names the forward's cache argument `cache`; earlier versions `past_key_values`."""
     params = inspect.signature(model.forward).parameters
@@ -175,7 +246,9 @@ def decode(model: Any, prompts: Sequence[Sequence[int]], rows: Sequence[Row], *,
     ids, mask = ids.to(device), mask.to(device)
     position = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
     keyword = _cache_keyword(model)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True)
+    cache = new_cache()
+    extra = {keyword: cache} if cache is not None else {}
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, **extra)
     expand = torch.tensor([slot[r.prompt] for r in rows], dtype=torch.long, device=device)
     cache = _select_rows(_cache_of(out), expand)
     logits = out.logits[:, -1, :][expand]
