@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from cli.local_stack import POOL, LocalStack, Ports
-from cli.postgres import PostgresMissing, pg_bindir
 from stack_support import (
     ROOT,
     alive_nodes,
@@ -40,6 +37,9 @@ from stack_support import (
     wait_final,
     wait_for,
 )
+
+from cli.local_stack import POOL, LocalStack, Ports
+from cli.postgres import PostgresMissing, pg_bindir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

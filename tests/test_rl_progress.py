@@ -18,7 +18,7 @@ def test_disabled_bar_is_none_and_postfix_is_a_no_op():
 def test_bar_shows_reward_kept_and_tokens_per_second():
     stream = io.StringIO()
     bar = step_bar(True, 2, 10, "grpo", file=stream)
-    bar_postfix(bar, {"rollout/reward_mean": 0.25, "rollout/kept": 96.0, "rollout/tokens_per_s": 1234.4},
+    bar_postfix(bar, {"rollout/reward_mean": 0.25, "rollout/kept": 96.0, "time/sample_tokens_per_s": 1234.4},
                 "rollout/kept")
     bar.refresh()
     text = stream.getvalue()

@@ -149,7 +149,7 @@ def bar_postfix(bar: Any, metrics: dict[str, float], kept_key: str) -> None:
         return
     bar.set_postfix(reward=f"{metrics.get('rollout/reward_mean', 0.0):.3f}",
                     kept=f"{metrics.get(kept_key, 0.0):.0f}",
-                    tok_s=f"{metrics.get('rollout/tokens_per_s', 0.0):.0f}", refresh=False)
+                    tok_s=f"{metrics.get('time/sample_tokens_per_s', 0.0):.0f}", refresh=False)
     bar.update(1)
 
 

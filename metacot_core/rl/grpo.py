@@ -180,7 +180,7 @@ def grpo_step(policy: Any, reference: Any | None, optimizer: torch.optim.Optimiz
     source = sampler if sampler is not None else InProcessSampler(policy, tokenizer)
     completions = source.sample(prompts, g.group_size, cfg.sampling, name, seed=cfg.seed * 1_000_003 + step)
     sample_s = clock.lap("time/sample_s")
-    clock.times["rollout/tokens_per_s"] = sum(c.n_tokens for c in completions) / max(sample_s, 1e-9)
+    clock.times["time/sample_tokens_per_s"] = sum(c.n_tokens for c in completions) / max(sample_s, 1e-9)
     scored = judge_completions(problems, completions, fmt, cfg.reward)
     clock.lap("time/judge_s")
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)

@@ -149,7 +149,7 @@ def rollout_and_score(model: Any, tokenizer: Any, problems: Sequence[RLProblem],
     samples = [Sample(p.problem_id, p.prompt, c.text, s)
                for p, c, s in zip(expanded, completions, scored, strict=True)]
     rates = {"time/sample_s": seconds,
-             "rollout/tokens_per_s": sum(c.n_tokens for c in completions) / max(seconds, 1e-9)}
+             "time/sample_tokens_per_s": sum(c.n_tokens for c in completions) / max(seconds, 1e-9)}
     return samples, [c.text for c in completions], rates
 
 
