@@ -134,12 +134,15 @@ def update(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer,
     device = next(policy.parameters()).device
     policy.eval()  # dropout off: old, new and reference log-probs must come from the same function
     rows = batch["input_ids"].shape[0]
-    chunks = [torch.arange(i, min(rows, i + t.batch_size)) for i in range(0, rows, t.batch_size)]
+    # micro-batches of similar lengths, each cut to its longest row: right padding behind a causal model
+    # changes no log-prob, and the weighted sum of micro-batch losses does not depend on the grouping
+    order = torch.argsort(batch["attention_mask"].sum(dim=1), descending=True, stable=True)
+    chunks = [order[i: i + t.batch_size] for i in range(0, rows, t.batch_size)]
     reuse_old = g.updates_per_batch == 1  # the policy has not moved yet: old log-probs = current, detached
     with torch.no_grad():
         old = ([None] * len(chunks) if reuse_old else
-               [sequence_logprobs(policy, _to(_slice(batch, c), device))[0] for c in chunks])
-        ref = ([sequence_logprobs(reference, _to(_slice(batch, c), device))[0] for c in chunks]
+               [sequence_logprobs(policy, _to(_trim(_slice(batch, c)), device))[0] for c in chunks])
+        ref = ([sequence_logprobs(reference, _to(_trim(_slice(batch, c)), device))[0] for c in chunks]
                if reference is not None else [None] * len(chunks))
     n, total_tokens = totals if totals is not None else (rows, float(batch["loss_mask"].sum()))
     total_tokens = max(1.0, total_tokens)
@@ -147,7 +150,7 @@ def update(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer,
     for _ in range(g.updates_per_batch):
         optimizer.zero_grad(set_to_none=True)
         for c, old_lp, ref_lp in zip(chunks, old, ref, strict=True):
-            mb = _to(_slice(batch, c), device)
+            mb = _to(_trim(_slice(batch, c)), device)
             logp, entropy = sequence_logprobs(policy, mb)
             old_lp = logp.detach() if old_lp is None else old_lp
             loss, m = grpo_loss(logp, old_lp, ref_lp, advantages[c].to(device), mb["loss_mask"],
