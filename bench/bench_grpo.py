@@ -16,9 +16,13 @@ per step and sampled tokens per second (tokens sampled / step time) of both, and
     .venv/bin/pip install -e '.[bench]'        # TRL (bench only, never a runtime dependency)
     .venv/bin/python bench/bench_grpo.py --checkpoint /tmp/grpo-sft/final --data /tmp/grpo-data
 
-Differences that remain: TRL samples with `model.generate`, which stops a row only at EOS (it passes
-no tokenizer, so no stop strings), keeps finished rows decoding until the batch ends, and prefills
-every copy of a prompt; metacot stops at the stop string (the SoS model writes EOS right after it).
+TRL samples with `model.generate` and passes it no tokenizer, so it cannot stop at stop strings, only
+at EOS ids. So that both sides write the same completions' worth of tokens, every token whose text
+contains one of the format's stop strings is given to TRL as an extra EOS id (`generation_kwargs`):
+with our word-level vocabulary the token that completes "Goal Reached" holds the whole phrase, so
+TRL stops where metacot's stop check does (`--no-stop-tokens` measures TRL stopping at EOS only).
+What remains different is how each decodes: TRL keeps finished rows decoding until the batch ends,
+prefills every copy of a prompt and uses transformers' DynamicCache.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (both sides)")
+    ap.add_argument("--no-stop-tokens", action="store_true",
+                    help="TRL stops at EOS only (else also at tokens that contain a stop string)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -135,6 +141,13 @@ def main() -> None:
             print(f"TRL step {state.global_step - 1}: {seconds:.1f} s, {sum(trl_tokens)} tokens", flush=True)
             metacot_step(state.global_step - 1)
 
+    generation_kwargs = None
+    if not args.no_stop_tokens:
+        texts = trl_tok.convert_ids_to_tokens(list(range(len(trl_tok))))
+        stop_ids = [i for i, t in enumerate(texts) if t and any(s in t for s in stops)]
+        generation_kwargs = {"eos_token_id": [trl_tok.eos_token_id, *stop_ids]}
+        print(f"TRL stops at EOS and at {len(stop_ids)} tokens holding a stop string", flush=True)
+
     with tempfile.TemporaryDirectory() as out:
         targs = GRPOConfig(
             output_dir=out, use_cpu=True, report_to="none", save_strategy="no", logging_steps=10**6,
@@ -145,7 +158,7 @@ def main() -> None:
             num_generations=args.group, max_completion_length=args.max_new_tokens,
             temperature=1.0, top_p=1.0, top_k=0, beta=args.beta, num_iterations=1, epsilon=0.2,
             loss_type="grpo", scale_rewards="group", shuffle_dataset=False, disable_dropout=True,
-            dataloader_num_workers=0,
+            dataloader_num_workers=0, generation_kwargs=generation_kwargs,
         )
         trainer = GRPOTrainer(model=trl_model, reward_funcs=reward, args=targs, train_dataset=dataset,
                               processing_class=trl_tok, callbacks=[Alternate()])
