@@ -118,14 +118,19 @@ def main() -> None:
     dataset = Dataset.from_dict({"prompt": [problems[i].prompt for i in order], "problem_index": order})
     trl_tokens: list[int] = []
 
+    pad = trl_tok.pad_token_id
+
     def reward(prompts, completions, completion_ids, problem_index, **_):
+        # TRL's completion mask ends at the tokenizer's EOS only: a row that stopped at a stop token
+        # comes with generate's padding behind it, which is not sampled text
+        lengths = [sum(1 for t in ids if t != pad) for ids in completion_ids]
         cut = [cut_at_stop(c, stops) for c in completions]
         eos = trl_tok.eos_token_id
-        truncated = [hit is None and eos not in ids and len(ids) >= args.max_new_tokens
-                     for (_, hit), ids in zip(cut, completion_ids, strict=True)]
-        trl_tokens.append(sum(len(ids) for ids in completion_ids))
+        truncated = [hit is None and eos not in ids and n >= args.max_new_tokens
+                     for (_, hit), ids, n in zip(cut, completion_ids, lengths, strict=True)]
+        trl_tokens.append(sum(lengths))
         scored = score([problems[i].problem for i in problem_index], [t for t, _ in cut], fmt, cfg.reward,
-                       n_tokens=[len(ids) for ids in completion_ids], truncated=truncated, prompts=prompts)
+                       n_tokens=lengths, truncated=truncated, prompts=prompts)
         return [s.reward for s in scored]
 
     theirs: list[tuple[float, int]] = []

@@ -9,7 +9,7 @@ from test_eval_generate import PROMPTS, overfit, tiny_lm
 from transformers.generation.logits_process import TopPLogitsWarper
 
 from metacot_core.evaluation.config import GenerationSettings
-from metacot_core.evaluation.decode import gumbel_noise, row_key, top_p_filter
+from metacot_core.evaluation.decode import _mix32, _mix32_int, gumbel_noise, row_key, top_p_filter
 from metacot_core.evaluation.generate import generate
 
 
@@ -123,6 +123,8 @@ def test_gumbel_noise_samples_the_softmax():
 def test_row_keys_differ_and_handle_big_seeds():
     keys = {row_key(s, p, i) for s in (0, 1, 2**40 + 3, -5) for p in range(5) for i in range(5)}
     assert len(keys) == 100 and all(0 <= k < 2**32 for k in keys)
+    xs = [0, 1, 2**31, 2**32 - 1, 123456789]  # the tensor hash and the int hash are one function
+    assert _mix32(torch.tensor(xs)).tolist() == [_mix32_int(x) for x in xs]
 
 
 def test_top_p_filter_matches_transformers():

@@ -45,17 +45,25 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _mix32_int(x: int) -> int:
+    """`_mix32` on a Python int (the same function, without a tensor per call)."""
+    x &= _M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
 def _mix_int(h: int, value: int) -> int:
-    """Fold a Python int of any size into a 32-bit hash state, 32 bits at a time."""
-    value = int(value)
-    negative = value < 0
-    value = abs(value)
+    """Fold a Python int of any size (and sign) into a 32-bit hash state, 32 bits at a time."""
+    negative, value = value < 0, abs(int(value))
     while True:
-        h = int(_mix32(torch.tensor((h ^ (value & _M32)) + 0x9E3779B9, dtype=torch.long)))
+        h = _mix32_int((h ^ (value & _M32)) + 0x9E3779B9)
         value >>= 32
         if value == 0:
             break
-    return int(_mix32(torch.tensor(h ^ (0x5BD1E995 if negative else 0x1B873593), dtype=torch.long)))
+    return _mix32_int(h ^ (0x5BD1E995 if negative else 0x1B873593))
 
 
 def row_key(seed: int, prompt_index: int, sample_index: int) -> int:
@@ -65,7 +73,7 @@ def row_key(seed: int, prompt_index: int, sample_index: int) -> int:
 
 def gumbel_noise(keys: torch.Tensor, step: int, vocab: int, device: torch.device) -> torch.Tensor:
     """(B, V) standard Gumbel noise, a function of each row's key, the step and the token id only."""
-    k = _mix32(keys ^ int(_mix32(torch.tensor(step * 0x632BE5AB + 0x85EBCA77, dtype=torch.long))))
+    k = _mix32(keys ^ _mix32_int(step * 0x632BE5AB + 0x85EBCA77))
     v = torch.arange(vocab, dtype=torch.long, device=device)
     h = _mix32(_mix32(k.unsqueeze(1) ^ ((v * 0x27D4EB2F) & _M32).unsqueeze(0)) + 0x165667B1)
     u = (h.to(torch.float64) + 0.5) / 2.0**32  # in (0, 1), never 0 or 1
