@@ -167,7 +167,10 @@ def test_star_with_rollout_actors_equals_the_in_process_run(ray_local, policy, d
     local = star("local")
     actors = star("actors", "rollout.workers=2")
     assert local["final"]["select/kept"] > 0  # rollouts were kept and trained on
-    assert json.dumps(actors["final"], sort_keys=True) == json.dumps(local["final"], sort_keys=True)
+    def reproducible(metrics: dict) -> str:  # time/* are wall-clock seconds and rates
+        return json.dumps({k: v for k, v in metrics.items() if not k.startswith("time/")}, sort_keys=True)
+
+    assert reproducible(actors["final"]) == reproducible(local["final"])
     a = load_local_model(actors["checkpoint"]).state_dict()
     b = load_local_model(local["checkpoint"]).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -76,7 +76,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _cfg(tiny: dict[str, Path], method: str, out: str, *overrides: str) -> RLConfig:
     base = {
         "method": method, "init_checkpoint": str(tiny["sft"]), "dataset": str(tiny["data"]),
-        "output_dir": str(tiny["root"] / out), "device": "cpu",
+        "output_dir": str(tiny["root"] / out), "device": "cpu", "progress": False,
         "sampling": {"max_new_tokens": 24, "batch_size": 8},
         "train": {"batch_size": 4, "max_length": 192, "lr": 1e-3},
         "eval": {"n_problems": 2, "every": 1},
@@ -243,3 +243,36 @@ def test_skipping_zero_advantage_rows_leaves_the_update_unchanged(tiny: dict[str
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-7), name
+
+
+@pytest.mark.parametrize("agg", ["sequence", "token"])
+def test_micro_batch_size_and_length_grouping_leave_the_gradient_unchanged(tiny: dict[str, Path],
+                                                                            agg: str) -> None:
+    # update() groups rows of similar length into micro-batches and cuts each to its longest row
+    # (TRL tests/invariant: batch 4 x 1 step == batch 1 x 4 accumulation); with the KL term on.
+    from metacot_core.evaluation.generate import Completion
+    from metacot_core.rl.common import load_policy
+    from metacot_core.rl.grpo import build_batch, update
+
+    prompt = "Current State: 12:[15, 30, 6], Operations: []\n"
+    texts = ["Moving to Node #0,0\n", "Exploring Operation: 30/15=2, Resulting Numbers: [6, 2]\n",
+             "No solution found.", "Moving to Node #0,1\nCurrent State: 12:[6, 2], Operations: ['30/15=2']\n"]
+    completions = [Completion(t, 0, False, stop="x") for t in texts]
+    full = build_batch(load_policy(tiny["sft"], "cpu")[1], [prompt] * 4, completions, 192)
+    adv = torch.tensor([1.0, -0.5, -1.0, 0.5])
+    grads = []
+    for micro in (1, 3, 4):
+        cfg = _cfg(tiny, "grpo", "unused", "grpo.beta=0.1", f"grpo.loss_agg={agg}",
+                   f"train.batch_size={micro}")
+        model, _ = load_policy(tiny["sft"], "cpu")
+        reference, _ = load_policy(tiny["sft"], "cpu")
+        torch.manual_seed(0)
+        with torch.no_grad():  # a reference that differs from the policy, so the KL term has a gradient
+            for p in reference.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        frozen = torch.optim.SGD(model.parameters(), lr=0.0)
+        update(model, reference, frozen, full, adv, cfg)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    for other in grads[1:]:
+        for name in grads[0]:
+            assert torch.allclose(grads[0][name], other[name], rtol=1e-4, atol=1e-7), name

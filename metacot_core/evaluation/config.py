@@ -28,6 +28,10 @@ class GenerationSettings(BaseModel):
     device: str = Field("auto", description="auto (cuda when present), cpu, cuda, cuda:1 ...")
     seed: int = Field(0, description="torch seed for sampling")
     sort_by_length: bool = Field(True, description="batch prompts of similar length together (less padding)")
+    engine: Literal["loop", "hf"] = Field(
+        "loop", json_schema_extra={"hash_neutral": True},  # added later: stage hashes stay as they were
+        description="loop: our decode loop (one prefill per prompt, finished rows leave the batch, "
+        "batch-independent samples; evaluation/decode.py); hf: transformers' model.generate")
 
     @model_validator(mode="after")
     def _samples_need_sampling(self) -> GenerationSettings:

@@ -1,7 +1,10 @@
 """Batched decoding with the KV cache: prompts in, completions out (the evaluator's and RL's sampler).
 
-Prompts are left-padded so every row's next token sits at the same position, and `model.generate`
-reuses its KV cache across steps, so a batch of 64 costs little more per step than one prompt.
+Prompts are left-padded so every row's next token sits at the same position, and the KV cache is
+reused across steps, so a batch of 64 costs little more per step than one prompt. The default engine
+is our own loop (evaluation/decode.py: one prefill per distinct prompt, finished rows leave the batch,
+samples that do not depend on the batch); engine="hf" keeps transformers' `model.generate`, which
+decodes every row until the longest one ends.
 A completion stops at the tokenizer's EOS or at the first stop string of its trace format (SoS: the
 "Goal Reached" line or "No solution found."); one that reaches max_new_tokens is marked truncated.
 """
@@ -18,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from metacot_core.evaluation.config import GenerationSettings
+from metacot_core.evaluation.decode import Row, StopChecker, decode, row_key
 
 # Where a trace ends even if the model does not emit EOS (SoS stops at the first goal claim or the
 # give-up line). Formats without an end marker (astar, mcts) rely on EOS; a format may declare its own
@@ -227,12 +231,36 @@ def _decode_batch(model: Any, tokenizer: Any, rows: list[list[int]], settings: G
     return results
 
 
+def _decode_batch_loop(model: Any, tokenizer: Any, encoded: list[list[int]], jobs: list[tuple[int, int]],
+                       settings: GenerationSettings, stop: StopChecker,
+                       device: torch.device) -> list[tuple[str, int, bool, str | None]]:
+    """`_decode_batch` on our loop: each distinct prompt of `jobs` is prefilled once."""
+    width = max(len(encoded[p]) for p, _ in jobs)
+    max_new = room_for_tokens(model, width, settings.max_new_tokens)
+    if max_new == 0:
+        return [("", 0, True, None) for _ in jobs]
+    rows = [Row(prompt=p, key=row_key(settings.seed, p, s)) for p, s in jobs]
+    temperature = 0.0 if settings.greedy else settings.temperature
+    decoded = decode(model, encoded, rows, max_new_tokens=max_new, pad=pad_id(tokenizer),
+                     eos=tokenizer.eos_token_id, stop=stop, temperature=temperature, top_p=settings.top_p,
+                     device=device)
+    texts = tokenizer.batch_decode([d.ids for d in decoded], skip_special_tokens=True)
+    results = []
+    for d, text in zip(decoded, texts, strict=True):
+        text, hit = cut_at_stop(text, stop.stops)
+        n = len(d.ids)
+        results.append((text, n, hit is None and not d.eos and n >= max_new, hit))
+    return results
+
+
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: GenerationSettings,
              stop_strings: Sequence[str] | None = None, progress: bool = True) -> list[Completion]:
     """Completions for every prompt, `settings.n_samples` each, in prompt order then sample order.
 
     `stop_strings` (e.g. from default_stop_strings(format)) is used when settings.stop_strings is None.
-    Prompts are batched by length (less padding) but results come back in the input order.
+    Prompts are batched by length (less padding) but results come back in the input order. With the
+    default engine a sample depends only on (seed, prompt index, sample index, the model), not on the
+    batch it was decoded in.
     """
     if not prompts:
         return []
@@ -248,8 +276,12 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], settings: Gener
         jobs.sort(key=lambda job: len(encoded[job[0]]))
     results: dict[tuple[int, int], Completion] = {}
     batches = [jobs[i:i + settings.batch_size] for i in range(0, len(jobs), settings.batch_size)]
+    checker = StopChecker(tokenizer, stops) if settings.engine == "loop" else None
     for batch in tqdm(batches, desc="decode", unit="batch", disable=not progress):
-        decoded = _decode_batch(model, tokenizer, [encoded[p] for p, _ in batch], settings, stops, device)
+        if checker is not None:
+            decoded = _decode_batch_loop(model, tokenizer, encoded, batch, settings, checker, device)
+        else:
+            decoded = _decode_batch(model, tokenizer, [encoded[p] for p, _ in batch], settings, stops, device)
         for (p, s), (text, n, truncated, hit) in zip(batch, decoded, strict=True):
             results[(p, s)] = Completion(text=text, n_tokens=n, truncated=truncated, prompt_index=p,
                                          sample_index=s, stop=hit)

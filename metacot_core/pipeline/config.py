@@ -210,7 +210,8 @@ def resolve(cfg: PipelineConfig) -> ResolvedPipeline:
         rl_data = _deep_merge(stage_data(cfg.rl, "rl"), {"init_checkpoint": str(sft_dir / "final"),
                                                           "dataset": data_dir})
         rl = _build(RLConfig, rl_data, "rl")
-        hashes["rl"] = _hash(upstream, rl, {"init_checkpoint": True, "dataset": True, "output_dir": True})
+        hashes["rl"] = _hash(upstream, rl, {"init_checkpoint": True, "dataset": True, "output_dir": True,
+                                            "progress": True})
         rl = rl.model_copy(update={"output_dir": str(root / f"rl-{hashes['rl']}")})
         upstream = hashes["rl"]
 

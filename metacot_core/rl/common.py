@@ -79,16 +79,21 @@ def format_of(problems: Sequence[RLProblem]) -> tuple[str, Any]:
 
 
 def rollout(model: Any, tokenizer: Any, prompts: Sequence[str], n: int, sampling: SamplingConfig,
-            format_name: str, seed: int, temperature: float | None = None) -> list[Completion]:
-    """n sampled completions per prompt (prompt-major order) from the evaluator's sampler."""
+            format_name: str, seed: int, temperature: float | None = None,
+            progress: bool = False) -> list[Completion]:
+    """n sampled completions per prompt (prompt-major order) from the evaluator's sampler.
+
+    `sampling.batch_size` prompts are decoded together with all their n samples (one prefill each).
+    """
     temp = sampling.temperature if temperature is None else temperature
     settings = GenerationSettings(
         max_new_tokens=sampling.max_new_tokens, temperature=temp, n_samples=n,
-        batch_size=sampling.batch_size, stop_strings=sampling.stop or None, seed=seed, device="auto",
+        batch_size=sampling.batch_size * n, stop_strings=sampling.stop or None, seed=seed, device="auto",
+        engine=sampling.engine,
     )
     was_training = model.training
     out = generate(model, tokenizer, list(prompts), settings,
-                   stop_strings=default_stop_strings(format_name), progress=False)
+                   stop_strings=default_stop_strings(format_name), progress=progress)
     if was_training:
         model.train()
     return out
@@ -111,17 +116,41 @@ class Sampler(Protocol):
 
 @dataclass
 class InProcessSampler:
-    """Rollouts from the learner's own model in this process (the default: no copy, nothing to sync)."""
+    """Rollouts from the learner's own model in this process (the default: no copy, nothing to sync).
+
+    progress: a tqdm bar over the decoded batches of each `sample` call.
+    """
 
     model: Any
     tokenizer: Any
+    progress: bool = False
 
     def sample(self, prompts: Sequence[str], n: int, sampling: SamplingConfig, format_name: str,
                seed: int, temperature: float | None = None) -> list[Completion]:
-        return rollout(self.model, self.tokenizer, prompts, n, sampling, format_name, seed, temperature)
+        return rollout(self.model, self.tokenizer, prompts, n, sampling, format_name, seed, temperature,
+                       progress=self.progress)
 
     def sync(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Nothing to load: this sampler samples from the very model the learner updates."""
+
+
+def step_bar(enabled: bool, start: int, total: int, desc: str, file: Any = None) -> Any:
+    """The tqdm bar of an RL loop (one tick per GRPO step or STaR round), or None when disabled."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, file=file)
+
+
+def bar_postfix(bar: Any, metrics: dict[str, float], kept_key: str) -> None:
+    """Reward, samples kept and sampled tokens/s of the step just done, on the bar."""
+    if bar is None:
+        return
+    bar.set_postfix(reward=f"{metrics.get('rollout/reward_mean', 0.0):.3f}",
+                    kept=f"{metrics.get(kept_key, 0.0):.0f}",
+                    tok_s=f"{metrics.get('time/sample_tokens_per_s', 0.0):.0f}", refresh=False)
+    bar.update(1)
 
 
 def split_evenly(n_items: int, parts: int) -> list[tuple[int, int]]:

@@ -48,7 +48,11 @@ class SamplingConfig(_Strict):
     top_k: int | None = Field(None, ge=1, description="keep only the k most likely tokens; None = all")
     max_new_tokens: int = Field(512, ge=1, description="tokens generated per completion at most")
     stop: list[str] = Field(default_factory=list, description="text after the first stop string is cut")
-    batch_size: int = Field(16, ge=1, description="prompts generated together")
+    batch_size: int = Field(16, ge=1, description="prompts generated together (with all their samples)")
+    engine: Literal["loop", "hf"] = Field(
+        "loop", json_schema_extra={"hash_neutral": True},  # added later: stage hashes stay as they were
+        description="loop: our decode loop (finished rows leave the batch, one prefill per prompt); "
+        "hf: transformers' model.generate (every row decodes until the longest ends)")
 
 
 class RolloutConfig(_Strict):
@@ -189,6 +193,9 @@ class RLSettings(_Strict):
     resume: bool = Field(True, description="continue from the latest checkpoint in output_dir")
     keep_checkpoints: int = Field(2, ge=1, description="most recent RL checkpoints kept")
     device: str = Field("auto", description="auto (cuda when present), cpu, cuda")
+    progress: bool = Field(
+        True, json_schema_extra={"hash_neutral": True},
+        description="tqdm bars: one per GRPO step / STaR round (reward, samples kept, tokens/s)")
     reward: RewardConfig = Field(default_factory=RewardConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

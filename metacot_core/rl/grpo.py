@@ -16,6 +16,7 @@ that receive the new weights after every step's update.
 from __future__ import annotations
 
 import random
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,10 +29,12 @@ from metacot_core.rl.common import (
     InProcessSampler,
     RLProblem,
     Sampler,
+    bar_postfix,
     evaluate_sets,
     format_of,
     judge_completions,
     load_policy,
+    step_bar,
 )
 from metacot_core.rl.config import RLConfig
 from metacot_core.rl.grpo_math import group_advantages, grpo_loss, token_logprobs
@@ -119,6 +122,9 @@ def update(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer,
            advantages: Tensor, cfg: RLConfig, totals: tuple[int, float] | None = None) -> dict[str, float]:
     """updates_per_batch optimizer steps on one rollout batch, in micro-batches of train.batch_size.
 
+    With one update per batch the old policy is the current one, so its log-probs are the current
+    ones detached (ratio exactly 1, as TRL does for num_iterations=1) and cost no forward pass.
+
     Each micro-batch loss is weighted by its share of the batch (sequences or tokens, per loss_agg), so
     the summed gradient equals the full-batch gradient whatever the micro-batch size. `totals`
     (sequences, completion tokens) of the whole rollout batch, when rows with zero advantage were left
@@ -128,10 +134,15 @@ def update(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer,
     device = next(policy.parameters()).device
     policy.eval()  # dropout off: old, new and reference log-probs must come from the same function
     rows = batch["input_ids"].shape[0]
-    chunks = [torch.arange(i, min(rows, i + t.batch_size)) for i in range(0, rows, t.batch_size)]
+    # micro-batches of similar lengths, each cut to its longest row: right padding behind a causal model
+    # changes no log-prob, and the weighted sum of micro-batch losses does not depend on the grouping
+    order = torch.argsort(batch["attention_mask"].sum(dim=1), descending=True, stable=True)
+    chunks = [order[i: i + t.batch_size] for i in range(0, rows, t.batch_size)]
+    reuse_old = g.updates_per_batch == 1  # the policy has not moved yet: old log-probs = current, detached
     with torch.no_grad():
-        old = [sequence_logprobs(policy, _to(_slice(batch, c), device))[0] for c in chunks]
-        ref = ([sequence_logprobs(reference, _to(_slice(batch, c), device))[0] for c in chunks]
+        old = ([None] * len(chunks) if reuse_old else
+               [sequence_logprobs(policy, _to(_trim(_slice(batch, c)), device))[0] for c in chunks])
+        ref = ([sequence_logprobs(reference, _to(_trim(_slice(batch, c)), device))[0] for c in chunks]
                if reference is not None else [None] * len(chunks))
     n, total_tokens = totals if totals is not None else (rows, float(batch["loss_mask"].sum()))
     total_tokens = max(1.0, total_tokens)
@@ -139,8 +150,9 @@ def update(policy: Any, reference: Any | None, optimizer: torch.optim.Optimizer,
     for _ in range(g.updates_per_batch):
         optimizer.zero_grad(set_to_none=True)
         for c, old_lp, ref_lp in zip(chunks, old, ref, strict=True):
-            mb = _to(_slice(batch, c), device)
+            mb = _to(_trim(_slice(batch, c)), device)
             logp, entropy = sequence_logprobs(policy, mb)
+            old_lp = logp.detach() if old_lp is None else old_lp
             loss, m = grpo_loss(logp, old_lp, ref_lp, advantages[c].to(device), mb["loss_mask"],
                                 clip_eps=g.clip_eps, clip_eps_high=g.clip_eps_high, beta=g.beta,
                                 loss_agg=g.loss_agg)
@@ -165,11 +177,15 @@ def grpo_step(policy: Any, reference: Any | None, optimizer: torch.optim.Optimiz
     `sampler` (default: the policy in this process) draws the groups and receives the updated weights.
     """
     g = cfg.grpo
+    clock = Clock()
     name, fmt = format_of(problems)
     prompts = [p.prompt for p in problems]
     source = sampler if sampler is not None else InProcessSampler(policy, tokenizer)
     completions = source.sample(prompts, g.group_size, cfg.sampling, name, seed=cfg.seed * 1_000_003 + step)
+    sample_s = clock.lap("time/sample_s")
+    clock.times["time/sample_tokens_per_s"] = sum(c.n_tokens for c in completions) / max(sample_s, 1e-9)
     scored = judge_completions(problems, completions, fmt, cfg.reward)
+    clock.lap("time/judge_s")
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
     advantages = group_advantages(rewards, g.group_size, scale=g.scale_advantages)
     metrics = {f"rollout/{k}": v for k, v in summarize(scored).items()}
@@ -184,17 +200,34 @@ def grpo_step(policy: Any, reference: Any | None, optimizer: torch.optim.Optimiz
     metrics["rollout/informative_fraction"] = float(informative.float().mean())
     # with no KL term a zero-advantage sequence adds nothing to the loss: skip its forward passes
     keep = torch.ones_like(informative) if g.beta > 0 else informative
+    metrics["rollout/kept"] = float(keep.sum())
     if not bool(keep.any()):
         metrics["train/skipped"] = 1.0
-        return metrics
+        return metrics | clock.times
     full = build_batch(tokenizer, [prompts[i // g.group_size] for i in range(len(completions))], completions,
                        cfg.train.max_length)
     idx = keep.nonzero().flatten()
     totals = (len(completions), float(full["loss_mask"].sum()))
     train = update(policy, reference, optimizer, _trim(_slice(full, idx)), advantages[idx], cfg, totals)
+    clock.lap("time/update_s")
     source.sync(policy.state_dict())
+    clock.lap("time/sync_s")
     metrics.update({f"train/{k}": v for k, v in train.items()})
-    return metrics
+    return metrics | clock.times
+
+
+class Clock:
+    """Seconds spent in each named phase of a step (`lap` closes the phase that just ended)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.times: dict[str, float] = {}
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + now - self.last
+        self.last = now
+        return self.times[name]
 
 
 def make_optimizer(model: Any, cfg: RLConfig) -> torch.optim.Optimizer:
@@ -211,6 +244,7 @@ def run_grpo(policy: Any, reference: Any | None, tokenizer: Any, train_problems:
     `sampler` must start out holding the policy's weights; each step keeps it in step.
     """
     g = cfg.grpo
+    bar = step_bar(cfg.progress, start_step, g.steps, "grpo")
     for step in range(start_step, g.steps):
         idx = problems_for_step(len(train_problems), g.prompts_per_step, step, cfg.seed)
         batch = [train_problems[i] for i in idx]
@@ -220,8 +254,11 @@ def run_grpo(policy: Any, reference: Any | None, tokenizer: Any, train_problems:
         if last or (cfg.eval.every and done % cfg.eval.every == 0):
             metrics.update(evaluate_sets(policy, tokenizer, eval_sets, cfg))
         log(metrics, done)
+        bar_postfix(bar, metrics, "rollout/kept")
         if last or done % g.checkpoint_every == 0:
             save(policy, optimizer, done)
+    if bar is not None:
+        bar.close()
     return policy
 
 

@@ -16,6 +16,7 @@ the new weights, so a pool of Ray rollout actors samples the same policy the lea
 from __future__ import annotations
 
 import random
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,10 +29,12 @@ from metacot_core.rl.common import (
     InProcessSampler,
     RLProblem,
     Sampler,
+    bar_postfix,
     evaluate_sets,
     format_of,
     judge_completions,
     load_policy,
+    step_bar,
 )
 from metacot_core.rl.config import RLConfig, StarConfig
 from metacot_core.rl.guards import check_collapse
@@ -130,18 +133,24 @@ def choose_problems(n_total: int, cfg: StarConfig, iteration: int, seed: int) ->
 # ----------------------------------------------------------------------------- the model-facing steps
 
 def rollout_and_score(model: Any, tokenizer: Any, problems: Sequence[RLProblem], cfg: RLConfig,
-                      iteration: int, sampler: Sampler | None = None) -> tuple[list[Sample], list[str]]:
-    """k samples per problem at the sampling temperature (SoS: 0.8), each judged by the verifier."""
+                      iteration: int, sampler: Sampler | None = None
+                      ) -> tuple[list[Sample], list[str], dict[str, float]]:
+    """k samples per problem at the sampling temperature (SoS: 0.8), each judged by the verifier;
+    also the sampling seconds and tokens/s."""
     name, fmt = format_of(problems)
     k = cfg.star.samples_per_problem
-    sampler = sampler if sampler is not None else InProcessSampler(model, tokenizer)
+    sampler = sampler if sampler is not None else InProcessSampler(model, tokenizer, progress=cfg.progress)
+    start = time.perf_counter()
     completions = sampler.sample([p.prompt for p in problems], k, cfg.sampling, name,
                                  seed=cfg.seed * 1_000_003 + iteration)
+    seconds = time.perf_counter() - start
     scored = judge_completions(problems, completions, fmt, cfg.reward)
     expanded = [p for p in problems for _ in range(k)]
     samples = [Sample(p.problem_id, p.prompt, c.text, s)
                for p, c, s in zip(expanded, completions, scored, strict=True)]
-    return samples, [c.text for c in completions]
+    rates = {"time/sample_s": seconds,
+             "time/sample_tokens_per_s": sum(c.n_tokens for c in completions) / max(seconds, 1e-9)}
+    return samples, [c.text for c in completions], rates
 
 
 def teacher_examples(tokenizer: Any, problems: Sequence[RLProblem]) -> dict[str, Kept]:
@@ -169,6 +178,13 @@ def finetune(model: Any, tokenizer: Any, kept: Sequence[Kept], cfg: RLConfig,
     model.train()
     losses: list[float] = []
     steps = 0
+    per_epoch = -(-len(plan.epoch(0)) // cfg.train.grad_accum)
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=per_epoch * cfg.star.epochs, desc=f"star {iteration} fine-tune", unit="step",
+                   leave=False, dynamic_ncols=True)
     for epoch in range(cfg.star.epochs):
         specs = plan.epoch(epoch)
         for start in range(0, len(specs), cfg.train.grad_accum):
@@ -186,6 +202,11 @@ def finetune(model: Any, tokenizer: Any, kept: Sequence[Kept], cfg: RLConfig,
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
             optimizer.step()
             steps += 1
+            if bar is not None:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     model.eval()
     return {"loss": sum(losses) / max(1, len(losses)), "steps": float(steps),
             "examples": float(len(examples)), "truncated": float(overflow.truncated)}
@@ -202,8 +223,8 @@ def star_round(model: Any, tokenizer: Any, problems: Sequence[RLProblem], teache
     """
     idx = choose_problems(len(problems), cfg.star, iteration, cfg.seed)
     chosen = [problems[i] for i in idx]
-    samples, texts = rollout_and_score(model, tokenizer, chosen, cfg, iteration, sampler)
-    metrics = {f"rollout/{k}": v for k, v in summarize([s.scored for s in samples]).items()}
+    samples, texts, rates = rollout_and_score(model, tokenizer, chosen, cfg, iteration, sampler)
+    metrics = {f"rollout/{k}": v for k, v in summarize([s.scored for s in samples]).items()} | rates
     report = check_collapse(texts, cfg.guards)
     metrics.update({f"guard/{k}": v for k, v in report.metrics.items()})
     if report.collapsed:
@@ -237,6 +258,7 @@ def run_star(model: Any, tokenizer: Any, problems: Sequence[RLProblem],
     if cfg.star.init == "base" and base_state is None:
         raise ValueError("star.init=base needs the SFT weights (base_state)")
     teacher = teacher_examples(tokenizer, problems) if cfg.star.keep == "shortest" else {}
+    bar = step_bar(cfg.progress, start_iteration, cfg.star.iterations, "star")
     for it in range(start_iteration, cfg.star.iterations):
         metrics = star_round(model, tokenizer, problems, teacher, cfg, it,
                              base_state if cfg.star.init == "base" else None, sampler)
@@ -244,7 +266,10 @@ def run_star(model: Any, tokenizer: Any, problems: Sequence[RLProblem],
         if done == cfg.star.iterations or (cfg.eval.every and done % cfg.eval.every == 0):
             metrics.update(evaluate_sets(model, tokenizer, eval_sets, cfg))
         log(metrics, done)
+        bar_postfix(bar, metrics, "select/kept")
         save(model, None, done)
+    if bar is not None:
+        bar.close()
     return model
 
 
