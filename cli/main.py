@@ -12,6 +12,9 @@ import os
 # ("Writing model shards", "Loading weights") each time a checkpoint is saved or loaded. Set before
 # transformers is imported, and inherited by every process a command starts (Ray workers included).
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Commands without `metacot run`'s own local API (generate, train, eval) let Prefect start its temporary
+# server, which it gives 20 s: on a loaded 2-core machine that start failed the command. 90 s here.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 from cli.analyze import app as analyze_app  # noqa: E402
 from cli.boundary import App  # noqa: E402
