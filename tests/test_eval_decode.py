@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_eval_generate import PROMPTS, overfit, tiny_lm
+from test_eval_generate import (
+    PROMPTS,
+    one_torch_thread,  # noqa: F401  (autouse fixture: one torch thread)
+    overfit,
+    tiny_lm,
+)
 from transformers.generation.logits_process import TopPLogitsWarper
 
 from metacot_core.evaluation.config import GenerationSettings
 from metacot_core.evaluation.decode import _mix32, _mix32_int, gumbel_noise, row_key, top_p_filter
 from metacot_core.evaluation.generate import generate
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 PAIRS = [("Current State: 1:[1]\n", "zz Goal Reached qq qq qq qq qq qq"),
          ("x", "qq zz<eos>"),
