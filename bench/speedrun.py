@@ -46,7 +46,7 @@ EVAL = ["splits=[val_target, val_inputs]", "generation.max_new_tokens=960", "gen
 # RESULTS.md 1c, search-arith-6000-steps on the 512 held-out problems (2026-11-27, this 2-core machine):
 #   metacot experiment configs/countdown/sos-vs-solution-cpu.yaml --only search-arith-6000-steps
 #   then metacot eval on data_out/cd3-heldout256-sos-arith (max_problems=256, both splits)
-RECORDED = {"recipe": "today (recorded)", "generate_s": 6.0, "sft_s": 16 * 60.0, "eval_s": None,
+RECORDED = {"recipe": "today (recorded)", "generate_s": None, "sft_s": 16 * 60.0, "eval_s": None,
             "solved": 238, "n": 512, "source": "RESULTS.md 1c (SFT ~16 min; generation and evaluation "
             "not timed separately there)"}
 
@@ -218,7 +218,7 @@ def main() -> None:
     if reference and reference.get("sft_s"):
         known = reference["sft_s"] + (reference.get("generate_s") or 0) + (reference.get("eval_s") or 0)
         print(f"wall time against today's recipe: {rows[0]['total_s'] / known:.2f}x "
-              f"({'' if reference.get('eval_s') else 'today: generation + SFT only; '}target <= 0.25x)")
+              f"({'' if reference.get('eval_s') else 'the record: SFT only; '}target <= 0.25x)")
 
 
 if __name__ == "__main__":
