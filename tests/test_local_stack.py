@@ -273,7 +273,7 @@ def test_fault_mlflow_down_during_sft_buffers_the_metrics(stack: LocalStack, one
 
     data = stack_base / "runs" / "gen-one"
     out_dir = stack_base / "runs" / "sft-outage"
-    steps = 200
+    steps = 300
     cmd = [sys.executable, "-m", "cli", "train", "sft", "--config", "configs/countdown/sft-cpu.yaml",
            "--no-flow", *TINY_SFT, f"data.path={data}", f"output_dir={out_dir}", f"train.max_steps={steps}",
            "train.checkpoint_every=10", "train.eval_every=10000", "ray.enabled=false",
@@ -285,16 +285,33 @@ def test_fault_mlflow_down_during_sft_buffers_the_metrics(stack: LocalStack, one
     def checkpoints() -> int:  # the newest checkpoint's step (older ones are pruned)
         return max((int(p.name.split("-")[1]) for p in out_dir.glob("checkpoints/step-*")), default=0)
 
+    def log_tail() -> str:
+        return log.read_text(errors="replace")[-3000:]
+
     try:
-        wait_for(lambda: checkpoints() or proc.poll() is not None, "SFT's first checkpoint", 300, every=0.2)
-        stack.stop_service("mlflow")
-        down_at, before = time.monotonic(), checkpoints()
-        wait_for(lambda: proc.poll() is not None or (
-            checkpoints() > before and "buffering step metrics" in log.read_text(errors="replace")),
-            "training to go on while MLflow is down", 300, every=0.3)
-        steps_down = checkpoints() - before
-        stack.start_mlflow()
-        stack.wait("mlflow")
+        try:
+            wait_for(lambda: checkpoints() or proc.poll() is not None, "SFT's first checkpoint", 300,
+                     every=0.2)
+            # The trainer is paused while MLflow stops (20 s at most): a fast machine would otherwise run
+            # all its steps, and log them, before the server is gone, and the outage would test nothing.
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                stack.stop_service("mlflow")
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            down_at, before = time.monotonic(), checkpoints()
+            assert before < steps, f"SFT finished before MLflow stopped:\n{log_tail()}"
+            try:
+                wait_for(lambda: proc.poll() is not None or (
+                    checkpoints() > before and "buffering step metrics" in log.read_text(errors="replace")),
+                    "training to go on while MLflow is down", 300, every=0.3)
+            except AssertionError as err:
+                raise AssertionError(f"{err}; the trainer's log:\n{log_tail()}") from None
+            steps_down = checkpoints() - before
+        finally:
+            if not stack.daemons["mlflow"].alive():  # later tests need it, whatever happened here
+                stack.start_mlflow()
+                stack.wait("mlflow")
         outage = time.monotonic() - down_at
         code = proc.wait(timeout=600)
     finally:
