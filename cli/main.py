@@ -18,6 +18,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 from cli.analyze import app as analyze_app  # noqa: E402
 from cli.boundary import App  # noqa: E402
+from cli.checkpoints import app as checkpoint_app  # noqa: E402
 from cli.data import app as data_app  # noqa: E402
 from cli.eval import app as eval_app  # noqa: E402
 from cli.experiment import app as experiment_app  # noqa: E402
@@ -28,6 +29,7 @@ from cli.train import app as train_app  # noqa: E402
 app = App(help="metacot: search traces, SFT, RL and evaluation of transformers that search.",
           no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(train_app, name="train", help="Train a model (sft, rl).")
+app.add_typer(checkpoint_app, name="checkpoint", help="Published checkpoints: publish, verify, reproduce.")
 # data, eval, analyze, ops, pipeline and experiment commands are top-level (`metacot eval`).
 for sub in (data_app, eval_app, analyze_app, ops_app, pipeline_app, experiment_app):
     for command in sub.registered_commands:

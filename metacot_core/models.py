@@ -22,6 +22,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from metacot_core.published import verify_if_published
+
 Arch = Literal["gpt2", "llama", "gpt_neo"]
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -174,6 +176,7 @@ def load_local_model(path: str | Path, attn_implementation: str | None = None) -
     if not is_model_dir(path):
         raise ValueError(f"init_from {path}: not a model directory (needs config.json and *.safetensors)")
     refuse_remote_code(path)
+    verify_if_published(path)  # a checkpoints/<name>/ folder: every file as its manifest hashed it
     config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     attn = attn_implementation or default_attention(config.model_type)
     return AutoModelForCausalLM.from_pretrained(
