@@ -1,7 +1,7 @@
 """Seconds per SFT step of the speedrun's model variants, side by side: GPT-2 or Llama block, AdamW or
 Muon, Muon's Newton-Schulz in float32 (metacot's on the CPU) or in bfloat16 (torch's own).
 
-    .venv/bin/python bench/sft_step_time.py
+    .venv/bin/python bench/sft_step_time.py [--threads N]
 
 The 1m preset's shape (2 x 128), vocabulary 1,838 (the sos-arith tokenizer's size), one micro-batch of
 8 x 512 random tokens, forward + backward + optimizer step; the variants alternate, 3 rounds of 5
@@ -11,6 +11,7 @@ First, the Newton-Schulz iterations alone on that model's hidden matrices, in bo
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
@@ -72,4 +73,8 @@ def main(rounds: int = 3, steps: int = 5) -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    if (threads := parser.parse_args().threads) is not None:
+        torch.set_num_threads(threads)
     main()
