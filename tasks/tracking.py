@@ -138,9 +138,11 @@ def log_dataset_input(client: mlflow.MlflowClient, run_id: str, path: str | Path
 
 @contextmanager
 def quiet_progress() -> Iterator[None]:
-    """No per-file progress bars while a model is saved, loaded and uploaded (one bar per stage only)."""
+    """No per-file progress bars while a model is saved, loaded and uploaded (one bar per stage only);
+    transformers' bars are left as they were (the command line turns them off for good)."""
     import transformers
 
+    bars_were_on = transformers.utils.logging.is_progress_bar_enabled()
     names = ("HF_HUB_DISABLE_PROGRESS_BARS", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     before = {k: os.environ.get(k) for k in names}
     os.environ.update({"HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
@@ -148,7 +150,8 @@ def quiet_progress() -> Iterator[None]:
     try:
         yield
     finally:
-        transformers.utils.logging.enable_progress_bar()
+        if bars_were_on:
+            transformers.utils.logging.enable_progress_bar()
         for key, value in before.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -108,3 +108,21 @@ def test_replayed_event_logs_give_the_run_tree_of_a_direct_run(tmp_path: Path, m
     sft = client.search_runs([client.get_run(replayed).info.experiment_id],
                              f"tags.mlflow.parentRunId = '{replayed}' and tags.stage = 'sft'")[0]
     assert len(client.get_metric_history(sft.info.run_id, "loss")) == direct.sft.train.max_steps
+
+
+@pytest.mark.parametrize("on_before", [False, True])
+def test_quiet_progress_leaves_transformers_bars_as_it_found_them(on_before: bool) -> None:
+    """Logging a model used to turn transformers' bars back on for good, so every later load in the
+    pipeline (the evaluation's) printed a "Loading weights" bar."""
+    from transformers.utils import logging
+
+    from tasks.tracking import quiet_progress
+
+    before = logging.is_progress_bar_enabled()
+    try:
+        (logging.enable_progress_bar if on_before else logging.disable_progress_bar)()
+        with quiet_progress():
+            assert not logging.is_progress_bar_enabled()
+        assert logging.is_progress_bar_enabled() is on_before
+    finally:
+        (logging.enable_progress_bar if before else logging.disable_progress_bar)()
