@@ -72,7 +72,7 @@ def reproduce_command(
 ) -> None:
     """Rebuild the evaluation data and evaluate the checkpoint as its manifest says; exit 1 if the
     result differs from the published one."""
-    from metacot_core.published import reproduce
+    from metacot_core.pipeline.reproduce import reproduce
 
     with tempfile.TemporaryDirectory(prefix="metacot-reproduce-") as scratch:
         result = reproduce(folder, work or Path(scratch), case)

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from metacot_core.models import load_local_model
-from metacot_core.published import MANIFEST, publish, published, reproduce, verify
+from metacot_core.pipeline.reproduce import reproduce
+from metacot_core.published import MANIFEST, publish, published, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = published(ROOT / "checkpoints")
