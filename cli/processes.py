@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 LOOPBACK = "127.0.0.1"
+# Marks the environment of a command and of everything it starts, for its watchdog (cli/watchdog.py).
+TOKEN_ENV = "METACOT_WATCHDOG_TOKEN"
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -150,7 +152,8 @@ def start_watchdog() -> subprocess.Popen | None:
     every process it had started and left behind (Ray's agents and workers, a server's workers).
 
     The kernel wakes the watchdog with SIGUSR1 when this process dies (PR_SET_PDEATHSIG); None off
-    Linux. Its output goes nowhere, so it never holds the pipes of whoever reads this command's.
+    Linux. The environment token it sets lets the watchdog find what started in its last second.
+    Its output goes nowhere, so it never holds the pipes of whoever reads this command's.
     """
     arm = die_with_parent(signal.SIGUSR1)
     if arm is None:
@@ -161,7 +164,9 @@ def start_watchdog() -> subprocess.Popen | None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM, signal.SIGHUP})
         arm()
 
-    cmd = [sys.executable, "-m", "cli.watchdog", str(os.getpid())]
+    token = f"{os.getpid()}-{time.time_ns()}"
+    os.environ[TOKEN_ENV] = token  # before anything is started: every process it starts carries it
+    cmd = [sys.executable, "-m", "cli.watchdog", str(os.getpid()), token]
     quiet = subprocess.DEVNULL
     return subprocess.Popen(cmd, preexec_fn=arm_and_block, stdin=quiet, stdout=quiet, stderr=quiet,
                             start_new_session=True)

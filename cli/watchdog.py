@@ -1,6 +1,6 @@
 """Stops what a command started once the command is gone, however it went (kill -9 included).
 
-    python -m cli.watchdog <pid>      (started by every `metacot` command: cli/processes.py)
+    python -m cli.watchdog <pid> [<token>]   (started by every `metacot` command: cli/processes.py)
 
 Why a separate process: no handler runs in a process killed with SIGKILL, and the kernel's
 parent-death signal reaches only direct children. A local Ray's dashboard and runtime-env agents,
@@ -8,6 +8,11 @@ and its training workers, are grandchildren of the command: after a `kill -9` th
 100 s. So the watchdog keeps a list of the command's descendants while it lives and, when it dies,
 stops the ones still running (SIGTERM, then SIGKILL). psutil compares start times, so a process id
 reused since it was recorded is never signalled.
+
+The list is up to a second stale, and a process started in that second (a server coming up just as
+the command is killed) is orphaned before the watchdog sees it. So the command also marks its
+environment with a token of its own (`TOKEN_ENV`), which everything it starts inherits; when the
+command is gone the watchdog stops, besides its list, every process that carries that token.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import signal
 import sys
 
 import psutil
+
+from cli.processes import TOKEN_ENV
 
 POLL_S = 1.0  # how stale the list may be; each look costs a few ms of reading /proc
 GRACE_S = 3.0  # SIGTERM -> SIGKILL
@@ -51,6 +58,20 @@ def record(command: psutil.Process) -> dict[int, psutil.Process]:
     return seen
 
 
+def marked(token: str) -> list[psutil.Process]:
+    """Processes whose environment carries this command's token (not this watchdog)."""
+    found, me = [], os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(TOKEN_ENV) == token:
+                found.append(proc)
+        except psutil.Error:  # gone, a zombie, or another user's
+            continue
+    return found
+
+
 def stop(procs: list[psutil.Process], grace: float = GRACE_S) -> None:
     """SIGTERM every process still running (and what it started since), SIGKILL those that stay."""
     everything = {p.pid: p for p in procs if alive(p)}
@@ -76,7 +97,10 @@ def main(argv: list[str]) -> int:
         command = psutil.Process(int(argv[0]))
     except psutil.NoSuchProcess:
         return 0
-    stop(list(record(command).values()))
+    left = record(command)
+    if len(argv) > 1:
+        left.update((p.pid, p) for p in marked(argv[1]))
+    stop(list(left.values()))
     return 0
 
 

@@ -175,3 +175,30 @@ def test_ray_sft_stops_its_agents_and_workers(command, tmp_path: Path, sig: int)
     code = proc.wait(90)
     assert code == (-9 if sig == signal.SIGKILL else 128 + sig), tail(tmp_path)
     assert_gone(kids, timeout=30)
+
+
+ORPHAN_SCRIPT = """
+import os, signal, subprocess, sys, time
+from cli.processes import start_watchdog
+start_watchdog()
+time.sleep(2.0)  # the watchdog has listed this process's (no) descendants by now
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # within the second before the watchdog looks again
+"""
+
+
+def test_watchdog_stops_a_process_started_just_before_the_kill(tmp_path: Path) -> None:
+    """A server that starts in the watchdog's last second (the Prefect API of a command killed as it
+    came up, seen on CI) carries the command's environment token and is stopped with the rest."""
+    proc = subprocess.run([sys.executable, "-c", ORPHAN_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    orphan = psutil.Process(int(proc.stdout.split()[0]))
+    SEEN.append(orphan)
+    try:
+        assert_gone([orphan], timeout=15)
+    finally:
+        if orphan.is_running():
+            orphan.kill()
