@@ -8,7 +8,7 @@ Muon runs with `adjust_lr_fn="match_rms_adamw"`, which scales its update to Adam
 parts take the same peak learning rate and schedule.
 
 On the CPU the Newton-Schulz iterations run in float32 (`Float32Muon`): torch's Muon casts them to
-bfloat16, which a GPU's tensor cores make cheap but which a CPU without bf16 units emulates, 13x
+bfloat16, which a GPU's tensor cores make cheap but which a CPU without bf16 units emulates, 19x
 slower than float32 on the development machine (bench/sft_step_time.py); it doubled the SFT step.
 """
 
