@@ -99,19 +99,10 @@ def eval_config(out: Path, data: str, checkpoint: str, problems: int) -> Any:
                         f"output_dir={out / f'eval-{problems}'}"])
 
 
-def solved_of(summary: dict[str, Any]) -> tuple[int, int]:
-    """Strict solves and problems, pooled over the evaluated splits."""
-    solved = n = 0
-    for split in summary["splits"].values():
-        model = split["model"]
-        n += int(model["n_problems"])
-        solved += round(float(model["solve_rate"]) * int(model["n_problems"]))
-    return solved, n
-
-
 def run_recipe(name: str, out: Path, sft_overrides: list[str], problems: int,
                dataset: str | None = None) -> dict[str, Any]:
     """generate (unless `dataset` is given) -> SFT -> greedy evaluation on `problems` per split, timed."""
+    from metacot_core.pipeline.reproduce import pooled_solves
     from metacot_core.pipeline.stages import run_evaluate, run_generate, run_sft
     from metacot_core.pipeline.tracker import NullTracker
 
@@ -133,7 +124,8 @@ def run_recipe(name: str, out: Path, sft_overrides: list[str], problems: int,
     t = time.perf_counter()
     report = run_evaluate(eval_config(out, dataset, summary["final_dir"], problems), NullTracker())
     row["eval_s"] = time.perf_counter() - t
-    row["solved"], row["n"] = solved_of(report)
+    pooled = pooled_solves(report)  # strict solves and problems over the evaluated splits
+    row["solved"], row["n"] = pooled["solved"], pooled["n"]
     row["total_s"] = time.perf_counter() - began
     return row
 

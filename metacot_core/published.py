@@ -111,4 +111,3 @@ def published(root: str | Path) -> list[Path]:
     """The published checkpoint folders under `root` (those with a manifest), by name."""
     root = Path(root)
     return sorted(p.parent for p in root.glob(f"*/{MANIFEST}")) if root.is_dir() else []
-
