@@ -9,7 +9,9 @@ A recipe is generate -> SFT -> evaluate, run in this process through the core's 
 Countdown-3 `sos-arith` traces of 20,000 training problems (seed 4), and the 512 held-out problems of
 1c (the first 256 of val_target and of val_inputs), evaluated greedily with the strict `sos-arith`
 judge (every `Calc:` column, state and move right, and a real goal). `--check-problems N` evaluates
-only the first N of each split (an intermediate check; the headline always uses the 512).
+only the first N of each split (an intermediate check; the headline always uses the 512). The fast
+recipe's traces come from one of the mix's 12 strategies (DFS with the sum heuristic) on the same
+problems: a data lever, so its row says so.
 
 Today's recipe is 1c's `search-arith-6000-steps` arm (1m GPT-2, AdamW at 3e-3, 6,000 steps of 8 x 512
 packed tokens). Its record (RECORDED below, with its command) is used when `--baseline recorded`:
@@ -58,11 +60,14 @@ class Recipe:
     name: str
     sft: list[str] = field(default_factory=list)
     note: str = ""
+    generate: list[str] = field(default_factory=list)  # data levers (the held-out problems stay the same)
 
 
 TODAY = Recipe("today", [], "RESULTS 1c: 1m GPT-2, AdamW 3e-3, 6,000 x 4,096 tokens")
+DFS_SUM = "search={algorithm: dfs, heuristic: sum, node_budget: 10000}"
 FAST = Recipe("fast", ["train.max_steps=1500", "model.arch=llama", "train.optimizer=muon"],
-              "the two levers that helped alone (BENCHMARKS.md, speedrun): RoPE + SwiGLU, and Muon")
+              "the levers that helped (BENCHMARKS.md, speedrun): RoPE + SwiGLU, Muon, and one teacher "
+              "strategy (DFS, sum heuristic) instead of SoS's 12", [DFS_SUM])
 
 # Each lever alone, on top of today's recipe at the lever budget (--steps).
 LEVERS: dict[str, list[str]] = {
@@ -77,13 +82,13 @@ LEVERS: dict[str, list[str]] = {
 }
 
 
-def stage_configs(out: Path, sft_overrides: list[str]) -> tuple[Any, Any]:
+def stage_configs(out: Path, sft_overrides: list[str], gen_overrides: list[str] = ()) -> tuple[Any, Any]:
     from metacot_core.config import load_config
     from metacot_core.data.config import GenerateConfig
     from metacot_core.training.config import SFTConfig
 
     gen = load_config(GenerateConfig, str(ROOT / "configs/countdown/generate-cpu.yaml"),
-                      [*GENERATE, f"output_dir={out / 'data'}"])
+                      [*GENERATE, *gen_overrides, f"output_dir={out / 'data'}"])
     sft = load_config(SFTConfig, str(ROOT / "configs/countdown/sft-cpu.yaml"),
                       [*TODAY_SFT, *sft_overrides, f"data.path={gen.output_dir}",
                        f"output_dir={out / 'sft'}"])
@@ -100,13 +105,13 @@ def eval_config(out: Path, data: str, checkpoint: str, problems: int) -> Any:
 
 
 def run_recipe(name: str, out: Path, sft_overrides: list[str], problems: int,
-               dataset: str | None = None) -> dict[str, Any]:
+               dataset: str | None = None, gen_overrides: list[str] = ()) -> dict[str, Any]:
     """generate (unless `dataset` is given) -> SFT -> greedy evaluation on `problems` per split, timed."""
     from metacot_core.pipeline.reproduce import pooled_solves
     from metacot_core.pipeline.stages import run_evaluate, run_generate, run_sft
     from metacot_core.pipeline.tracker import NullTracker
 
-    gen, sft = stage_configs(out, sft_overrides)
+    gen, sft = stage_configs(out, sft_overrides, gen_overrides)
     row: dict[str, Any] = {"recipe": name}
     began = time.perf_counter()
     if dataset is None:
@@ -155,12 +160,13 @@ def print_rows(rows: list[dict[str, Any]], reference: dict[str, Any] | None) -> 
               f"{ratio} |")
 
 
-def levers(out: Path, steps: int, problems: int, names: list[str] | None, extra: list[str]) -> None:
+def levers(out: Path, steps: int, problems: int, names: list[str] | None, extra: list[str],
+           gen_overrides: list[str]) -> None:
     """Each lever alone at `steps` steps on one shared dataset; one row each, printed as it finishes."""
     from metacot_core.pipeline.stages import run_generate
     from metacot_core.pipeline.tracker import NullTracker
 
-    gen, _ = stage_configs(out / "shared", [])
+    gen, _ = stage_configs(out / "shared", [], gen_overrides)
     run_generate(gen, NullTracker())
     rows = []
     for name, overrides in LEVERS.items():
@@ -186,26 +192,31 @@ def main() -> None:
     ap.add_argument("--fast", nargs="*", default=None, help="the fast recipe's SFT overrides (key=value)")
     ap.add_argument("--sft", nargs="*", default=[], help="SFT overrides added to every run (e.g. "
                     "train.threads=1 on a shared machine)")
+    ap.add_argument("--generate", nargs="*", default=[], help="generation overrides added to every run "
+                    "(the data lever, e.g. 'search={algorithm: dfs, heuristic: mult}' or 'search={preset: "
+                    "sos}' for the fast recipe on the SoS mix); the held-out problems stay the same")
     args = ap.parse_args()
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"{args.out}: not empty (the speedrun starts from an empty folder)")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.levers:
-        levers(args.out, args.steps, args.check_problems, args.only, args.sft)
+        levers(args.out, args.steps, args.check_problems, args.only, args.sft, args.generate)
         return
-    fast = FAST if args.fast is None else Recipe("fast", args.fast)
-    rows = [run_recipe(fast.name, args.out / "fast", [*args.sft, *fast.sft], args.check_problems)]
+    fast = FAST if args.fast is None else Recipe("fast", args.fast, generate=FAST.generate)
+    rows = [run_recipe(fast.name, args.out / "fast", [*args.sft, *fast.sft], args.check_problems,
+                       gen_overrides=[*fast.generate, *args.generate])]
     print(json.dumps(rows[0]), flush=True)
     reference = None
     if args.baseline == "run":
-        reference = run_recipe(TODAY.name, args.out / "today", [*args.sft, *TODAY.sft], args.check_problems)
+        reference = run_recipe(TODAY.name, args.out / "today", [*args.sft, *TODAY.sft], args.check_problems,
+                               gen_overrides=args.generate)
         print(json.dumps(reference), flush=True)
     elif args.baseline == "recorded":
         reference = dict(RECORDED)
         reference["total_s"] = None
     if reference:
         rows.append(reference)
-    print(f"fast recipe: {' '.join(fast.sft)}")
+    print(f"fast recipe: {' '.join(fast.sft)} | data: {' '.join(fast.generate) or 'the SoS mix'}")
     print_rows(rows, reference)
     if reference and reference.get("sft_s"):
         known = reference["sft_s"] + (reference.get("generate_s") or 0) + (reference.get("eval_s") or 0)

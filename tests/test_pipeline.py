@@ -27,12 +27,12 @@ def _repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_stages_are_wired_and_folders_named_by_hash() -> None:
     pipe = load_pipeline(CPU)
-    root = Path("runs/pipeline/countdown-cpu")
+    root = Path("runs/pipeline/countdown-cpu-dfs")
     assert pipe.generate.output_dir == str(root / f"data-{pipe.hashes['generate']}")
     assert pipe.sft.data.path == pipe.generate.output_dir == pipe.rl.dataset == pipe.evaluate.dataset
     assert pipe.sft.output_dir == str(root / f"sft-{pipe.hashes['sft']}")
     assert pipe.rl.init_checkpoint == str(Path(pipe.sft.output_dir) / "final")
-    assert pipe.generate.problem["num_count"] == 3 and pipe.sft.train.max_steps == 1000
+    assert pipe.generate.problem["num_count"] == 3 and pipe.sft.train.max_steps == 1600
     assert pipe.stages() == ["generate", "sft", "rl", "evaluate"]
     assert pipe.state_path.parent == root and pipe.key in pipe.state_path.name
 
@@ -214,3 +214,19 @@ def test_pipeline_resumes_after_a_crash_in_sft_and_reuses_finished_stages(
     assert len(runs()) == len(first)
     assert again["headline"] == headline
 
+
+
+def test_result_lines_pool_the_held_out_splits_and_skip_a_split_without_a_solve_rate() -> None:
+    from metacot_core.pipeline.loop import result_lines
+
+    def split(rate: float, n: int) -> dict:
+        return {"model": {"solve_rate": rate, "solve_rate_ci_low": 0.0, "solve_rate_ci_high": 1.0,
+                          "n_problems": n}}
+
+    summary = {"splits": {"val_target": split(0.25, 64), "val_inputs": split(0.5, 64),
+                          "harder": {"model": {}}}}
+    lines = result_lines(load_pipeline(CPU), {"evaluate": summary})
+    assert len(lines) == 4 and "harder" not in "".join(lines)
+    assert lines[-1].strip().startswith("all: solved 48/128 = 0.375 [95% CI 0.296, 0.461]")
+    one = result_lines(load_pipeline(CPU), {"evaluate": {"splits": {"val_target": split(0.25, 64)}}})
+    assert len(one) == 2  # one split: nothing to pool

@@ -20,8 +20,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from metacot_core.evaluation.metrics import wilson_interval
 from metacot_core.pipeline.config import ResolvedPipeline
 from metacot_core.pipeline.lock import folder_lock
+from metacot_core.pipeline.reproduce import pooled_solves
 from metacot_core.pipeline.stages import run_evaluate, run_generate, run_rl, run_sft
 from metacot_core.pipeline.state import (
     PipelineState,
@@ -169,4 +171,9 @@ def result_lines(pipe: ResolvedPipeline, results: Mapping[str, Any]) -> list[str
             line += (f"; teacher mix solves {teacher['teacher_any_solve_rate']:.3f}, "
                      f"model-only {teacher['model_only_rate']:.3f}")
         lines.append(line)
+    pooled = pooled_solves(results.get("evaluate") or {})
+    if len(lines) > 2 and pooled["n"]:
+        low, high = wilson_interval(pooled["solved"], pooled["n"])
+        lines.append(f"{'all':>11}: solved {pooled['solved']}/{pooled['n']} = "
+                     f"{pooled['solved'] / pooled['n']:.3f} [95% CI {low:.3f}, {high:.3f}] pooled")
     return lines

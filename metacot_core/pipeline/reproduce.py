@@ -14,10 +14,12 @@ from metacot_core.published import MANIFEST, verify
 
 
 def pooled_solves(summary: Mapping[str, Any]) -> dict[str, int]:
-    """Strict solves and problems of an evaluation summary, pooled over its splits."""
+    """Strict solves and problems of an evaluation summary, pooled over its splits that have a solve rate."""
     solved = n = 0
-    for split in summary["splits"].values():
-        model = split["model"]
+    for split in (summary.get("splits") or {}).values():
+        model = split.get("model") or {}
+        if "solve_rate" not in model or "n_problems" not in model:
+            continue
         n += int(model["n_problems"])
         solved += round(float(model["solve_rate"]) * int(model["n_problems"]))
     return {"solved": solved, "n": n}
