@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from metacot_core.domains.countdown.problem import CountdownProblem
@@ -37,11 +37,14 @@ def _judge_all(text: str) -> None:
         assert verdict.solved is False or verdict.valid  # solved implies valid
         if verdict.solved:
             assert P.verify(verdict.solution)
-        assert "internal error" not in verdict.detail, verdict.detail
+        # A caught exception's detail starts "internal error:"; the input itself may say "internal error"
+        # (hypothesis once drew exactly that text, which the grammar message quotes).
+        assert not verdict.detail.startswith("internal error"), verdict.detail
 
 
 @SETTINGS
 @given(st.text())
+@example(text="internal error")
 def test_random_text(text):
     _judge_all(text)
 
