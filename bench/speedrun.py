@@ -107,7 +107,7 @@ def eval_config(out: Path, data: str, checkpoint: str, problems: int) -> Any:
 def run_recipe(name: str, out: Path, sft_overrides: list[str], problems: int,
                dataset: str | None = None, gen_overrides: list[str] = ()) -> dict[str, Any]:
     """generate (unless `dataset` is given) -> SFT -> greedy evaluation on `problems` per split, timed."""
-    from metacot_core.pipeline.reproduce import pooled_solves
+    from metacot_core.evaluation.metrics import pooled_solves
     from metacot_core.pipeline.stages import run_evaluate, run_generate, run_sft
     from metacot_core.pipeline.tracker import NullTracker
 

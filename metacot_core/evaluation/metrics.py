@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 Z95 = 1.959963984540054
@@ -247,3 +247,15 @@ def flat_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(value, int | float) and math.isfinite(value):
             out[name] = float(value)
     return out
+
+
+def pooled_solves(summary: Mapping[str, Any]) -> dict[str, int]:
+    """Strict solves and problems of an evaluation summary, pooled over its splits that have a solve rate."""
+    solved = n = 0
+    for split in (summary.get("splits") or {}).values():
+        model = split.get("model") or {}
+        if "solve_rate" not in model or "n_problems" not in model:
+            continue
+        n += int(model["n_problems"])
+        solved += round(float(model["solve_rate"]) * int(model["n_problems"]))
+    return {"solved": solved, "n": n}

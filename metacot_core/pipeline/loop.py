@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from metacot_core.evaluation.metrics import wilson_interval
+from metacot_core.evaluation.metrics import pooled_solves, wilson_interval
 from metacot_core.pipeline.config import ResolvedPipeline
 from metacot_core.pipeline.lock import folder_lock
-from metacot_core.pipeline.reproduce import pooled_solves
 from metacot_core.pipeline.stages import run_evaluate, run_generate, run_rl, run_sft
 from metacot_core.pipeline.state import (
     PipelineState,

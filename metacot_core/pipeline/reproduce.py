@@ -6,23 +6,11 @@ generate and evaluate stages, which load models themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from metacot_core.evaluation.metrics import pooled_solves
 from metacot_core.published import MANIFEST, verify
-
-
-def pooled_solves(summary: Mapping[str, Any]) -> dict[str, int]:
-    """Strict solves and problems of an evaluation summary, pooled over its splits that have a solve rate."""
-    solved = n = 0
-    for split in (summary.get("splits") or {}).values():
-        model = split.get("model") or {}
-        if "solve_rate" not in model or "n_problems" not in model:
-            continue
-        n += int(model["n_problems"])
-        solved += round(float(model["solve_rate"]) * int(model["n_problems"]))
-    return {"solved": solved, "n": n}
 
 
 def reproduce(folder: str | Path, work: str | Path, case: str = "small_case",
