@@ -14,7 +14,7 @@ from test_eval_flow import checkpoint, sos_dataset, tracking_store  # noqa: F401
 from test_eval_generate import one_torch_thread  # noqa: F401 (autouse fixture)
 from typer.testing import CliRunner
 
-from metacot_core.evaluation.analyze import analyze, load_eval, side_by_side
+from metacot_core.evaluation.analyze import analyze, load_eval, side_by_side, tied_best
 from metacot_core.evaluation.paired import CompareError
 from metacot_core.evaluation.report import write_report
 
@@ -78,7 +78,19 @@ def test_analyze_two_hand_made_evaluations(tmp_path: Path) -> None:
         assert result.paths[name].is_file() and result.paths[name].stat().st_size > 0, name
     text = result.markdown
     assert "| novel share |" in text and "## Problems that changed (3)" in text
+    assert "| algorithm undecided share |" in text and "| tied best mean |" in text
     assert "r00" in text and " | r1" in text  # the two traces side by side
+
+
+def test_tied_best_names_the_algorithms_that_share_the_best_similarity() -> None:
+    """A short search that DFS and a beam search write alike is undecided between algorithms, however
+    the closest strategy's tie-break falls; beam widths alone tie within one algorithm."""
+    assert tied_best({"dfs-sum": 1.0, "beam1-sum": 1.0, "beam3-mult": 0.5}) == {
+        "n_tied_best": 2, "tied_families": "beam+dfs"}
+    assert tied_best({"beam1-sum": 0.8, "beam2-sum": 0.8, "dfs-sum": 0.4}) == {
+        "n_tied_best": 2, "tied_families": "beam"}
+    assert tied_best({"dfs-sum": 0.9, "beam1-sum": 0.3}) == {"n_tied_best": 1, "tied_families": "dfs"}
+    assert tied_best({}) == {"n_tied_best": 0, "tied_families": ""}
 
 
 def test_side_by_side_and_unusable_inputs(tmp_path: Path) -> None:

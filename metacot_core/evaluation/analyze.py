@@ -30,6 +30,7 @@ from metacot_core.evaluation.fingerprint import (
     NOVEL_THRESHOLD,
     Fingerprint,
     describe,
+    family,
     fingerprint,
     teacher_similarities,
 )
@@ -111,11 +112,24 @@ def fingerprint_rows(folder: EvalFolder, threshold: float = NOVEL_THRESHOLD) -> 
                 "label": rec.get("label"), "n_tokens": int(rec.get("n_tokens") or 0),
                 "n_expanded": fp.n_expanded, "closest": fp.closest, "similarity": fp.similarity,
                 "set_alignment": fp.set_alignment, "novel": fp.novel, "combines": fp.combines,
-                "combines_algorithms": fp.combines_algorithms,
+                "combines_algorithms": fp.combines_algorithms, **tied_best(fp.similarities),
                 "segments_json": json.dumps([s.to_dict() for s in fp.segments]),
                 "similarities_json": json.dumps(fp.similarities, sort_keys=True),
             })
     return rows
+
+
+def tied_best(similarities: Mapping[str, float]) -> dict[str, Any]:
+    """How many strategies share the best order similarity, and which algorithms they belong to.
+
+    On short searches (Countdown-3: 2 or 3 expansions) most strategies write the same sequence, and
+    the closest strategy is then the tie-break's choice, not the output's; these fields say when.
+    """
+    if not similarities:
+        return {"n_tied_best": 0, "tied_families": ""}
+    best = max(similarities.values())
+    tied = [label for label, value in similarities.items() if value == best]
+    return {"n_tied_best": len(tied), "tied_families": "+".join(sorted({family(t) for t in tied}))}
 
 
 def fingerprint_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -133,6 +147,10 @@ def fingerprint_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "combines_share": sum(r["combines"] for r in rows) / n,
         "combines_algorithms_share": sum(r["combines_algorithms"] for r in rows) / n,
     }
+    if searched and "tied_families" in searched[0]:
+        # outputs whose best-matching strategies span several algorithms: "which algorithm" is undecided
+        out["algorithm_undecided_share"] = sum("+" in r["tied_families"] for r in searched) / n
+        out["tied_best_mean"] = sum(r["n_tied_best"] for r in searched) / len(searched)
     if searched:
         out["similarity_mean"] = sum(r["similarity"] for r in searched) / len(searched)
         out["set_alignment_mean"] = sum(r["set_alignment"] for r in searched) / len(searched)
@@ -375,7 +393,7 @@ def markdown(summary: Mapping[str, Any], changed: Sequence[Mapping[str, Any]]) -
     row("tokens per trace", a["tokens_mean"], b["tokens_mean"])
     row("tokens per solved trace", a["tokens_mean_solved"], b["tokens_mean_solved"])
     for key in ("similarity_mean", "set_alignment_mean", "novel_share", "no_search_share", "combines_share",
-                "combines_algorithms_share"):
+                "combines_algorithms_share", "tied_best_mean", "algorithm_undecided_share"):
         row(key.replace("_", " "), fa.get(key), fb.get(key))
     for key in ("ratio_best_median", "ratio_mix_median", "fewer_than_best_share", "beyond_teacher_share"):
         row(f"efficiency: {key.replace('_', ' ')}", ea.get(key), eb.get(key))
