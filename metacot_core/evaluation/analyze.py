@@ -147,11 +147,10 @@ def fingerprint_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "combines_share": sum(r["combines"] for r in rows) / n,
         "combines_algorithms_share": sum(r["combines_algorithms"] for r in rows) / n,
     }
-    if searched and "tied_families" in searched[0]:
+    if searched:
         # outputs whose best-matching strategies span several algorithms: "which algorithm" is undecided
         out["algorithm_undecided_share"] = sum("+" in r["tied_families"] for r in searched) / n
         out["tied_best_mean"] = sum(r["n_tied_best"] for r in searched) / len(searched)
-    if searched:
         out["similarity_mean"] = sum(r["similarity"] for r in searched) / len(searched)
         out["set_alignment_mean"] = sum(r["set_alignment"] for r in searched) / len(searched)
     return out
