@@ -44,6 +44,8 @@ from tasks.shard_worker import write_shard_on_node
 
 log = logging.getLogger(__name__)
 SHARD_RETRIES = 3
+# How long a failed run lets its in-flight shards end on their own before it cancels them.
+CANCEL_GRACE_S = 10.0
 # Ray's object store only carries small stats dicts here; keep it small on a shared machine.
 
 
@@ -69,6 +71,18 @@ def _result(ref: Any) -> dict[str, Any]:
         raise OutputNotShared(str(getattr(err, "cause", err))) from None
 
 
+def _stop_in_flight(refs: list[Any], grace_s: float = CANCEL_GRACE_S) -> None:
+    """A failed run leaves no shard running: those in flight get `grace_s` to end, the rest are
+    force-cancelled. Cancelling at once is what Ray (2.60) can abort the driver on: a force-cancel
+    that races a task's own completion fails a check in its task manager ("Tried to complete task
+    that was not pending"), which kills the process after the run's error was reported."""
+    if not refs:
+        return
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=grace_s)
+    for ref in running:
+        ray.cancel(ref, force=True)
+
+
 def _run_on_ray(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[dict[str, Any]]:
     started = ensure_ray(cfg.workers or None)  # 0 workers: Ray takes every core
     # Absolute, so every node resolves the same folder whatever its working directory.
@@ -91,8 +105,7 @@ def _run_on_ray(cfg: GenerateConfig, specs: list[ShardSpec], bar: tqdm) -> list[
         check_reported(cfg.output_dir, shards)
         return shards
     finally:
-        for ref in pending:  # a failed run: no shard keeps running after it
-            ray.cancel(ref, force=True)
+        _stop_in_flight(list(pending))
         remove_probe(cfg.output_dir, probe)
         if started:
             ray.shutdown()

@@ -93,13 +93,26 @@ def tree(pid: int) -> list[psutil.Process]:
 
 def cmdlines(pid: int) -> list[str]:
     """The command lines of a process and its descendants (those that vanish meanwhile skipped)."""
+    return command_lines(tree(pid))
+
+
+def command_lines(procs: list[psutil.Process]) -> list[str]:
     out = []
-    for proc in tree(pid):
+    for proc in procs:
         try:
             out.append(" ".join(proc.cmdline()))
         except psutil.Error:
             continue
     return out
+
+
+def signal_all(procs: list[psutil.Process], signum: int) -> None:
+    """Send `signum` to each process still there (SIGSTOP/SIGCONT to freeze a node and thaw it)."""
+    for proc in procs:
+        try:
+            proc.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def kill_tree(pid: int) -> list[int]:

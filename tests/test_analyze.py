@@ -64,6 +64,15 @@ def test_analyze_two_hand_made_evaluations(tmp_path: Path) -> None:
     assert s["shift"]["closest_share"] == {"bfs": pytest.approx(4 / 6), "dfs": -1.0,
                                            "no-search": pytest.approx(2 / 6)}
     assert s["b"]["fingerprint"]["no_search_share"] == pytest.approx(1 / 3)
+    # Intervals over problems (clustered.py): B's BFS share is 2/2, 2/2, 0/2 by problem, so R = 4/6 and
+    # sd = sqrt(3/2 * ((2/3)^2 + (2/3)^2 + (4/3)^2)) / 6 = 1/3; the upper end clips at 1.
+    bfs = s["b"]["fingerprint_interval"]["closest_share"]["bfs"]
+    assert bfs["value"] == pytest.approx(4 / 6) and bfs["n_problems"] == 3
+    assert bfs["low"] == pytest.approx(4 / 6 - 1.959964 / 3) and bfs["high"] == 1.0
+    # DFS goes from every output to none on every problem: the paired shift has no spread.
+    dfs = s["shift"]["fingerprint_interval"]["closest_share"]["dfs"]
+    assert (dfs["value"], dfs["low"], dfs["high"]) == pytest.approx((-1.0, -1.0, -1.0))
+    assert "0.667 [0.013, 1.000]" in result.markdown
     assert s["coverage"] == {"a_only": 0, "b_only": 2, "both": 1, "neither": 0}
     assert sorted(s["coverage_ids"]["b_only"]) == ["p2", "p3"]
     # p3: no teacher strategy solves it, B does (a hand-made record: solved with no state written).

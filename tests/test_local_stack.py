@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,14 @@ import pytest
 from stack_support import (
     ROOT,
     cmdlines,
+    command_lines,
     deployment_run,
     driver_result,
     flow_run,
     http_status,
     kill_tree,
     ray_driver,
+    signal_all,
     start_ray_driver,
     subflow_names,
     tail,
@@ -44,9 +47,12 @@ from cli.postgres import PostgresMissing, pg_bindir
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SFT_RUN = "sft-countdown-tiny"
-# A generation job of 16 small shards (Countdown-3): long enough to kill a node in the middle of it.
+# A generation job of 16 small shards (Countdown-3), on one process and on the cluster.
 GEN = ["problem.num_count=3", "search.node_budget=400", "counts.train=96", "counts.val_inputs=16",
        "counts.val_target=16", "counts.harder=0", "shard_size=8"]
+# The node-kill fault's job: 16 shards of 64 problems, so that it lasts a few seconds after 2 are done.
+GEN_LONG = ["problem.num_count=3", "search.node_budget=400", "counts.train=896", "counts.val_inputs=32",
+            "counts.val_target=32", "counts.harder=0", "shard_size=64"]
 TINY_SFT = ["model.n_layer=1", "model.d_model=32", "model.n_head=2", "train.seq_len=256",
             "train.micro_batch_size=4", "train.warmup_steps=1", "train.eval_batches=1",
             "tracking.log_model=false"]
@@ -401,32 +407,62 @@ def _raylet_of(stack: LocalStack, name: str) -> int:
     return next(p.pid for p in tree(stack.daemons[name].pid) if p.name() == "raylet")
 
 
+def _shards_done(out_dir: Path) -> int:
+    return len(list(out_dir.glob("*/part-*.parquet")))
+
+
+def _freeze_mid_shard(procs_of: Callable[[], list[Any]], ready: Callable[[], bool],
+                      driver: subprocess.Popen, timeout: float) -> list[Any]:
+    """SIGSTOP a node's processes at a moment one of them writes a shard (once `ready`), and return
+    them stopped. Checking a running node races the shard's end (a shard takes a tenth of a second on
+    a fast machine); a frozen node stays mid-shard until it is killed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if driver.poll() is not None:
+            raise AssertionError(f"generation ended (exit {driver.returncode}) before the second node "
+                                 f"was caught writing a shard")
+        if ready():
+            procs = procs_of()
+            signal_all(procs, signal.SIGSTOP)
+            if any("write_shard_on_node" in line for line in command_lines(procs)):
+                return procs
+            signal_all(procs, signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for the second node to write a shard")
+
+
 def test_fault_second_node_killed_mid_generation(stack: LocalStack, stack_base: Path,
-                                                 one_process_card: dict[str, Any], record_property) -> None:
+                                                 record_property) -> None:
+    from metacot_core.config import load_config
+    from metacot_core.data.config import GenerateConfig
+    from tasks.generate import generate_dataset
+
     out_dir = stack_base / "runs" / "gen-node-killed"
     began = time.monotonic()
-    driver = start_ray_driver(stack, "generate", overrides=_gen_overrides(out_dir, 2), wait_for_nodes=2)
-
-    def second_node_busy() -> bool:  # writing a shard right now (Ray names a worker after its task)
-        return any("write_shard_on_node" in line for line in cmdlines(stack.daemons["ray-worker"].pid))
-
+    driver = start_ray_driver(stack, "generate", overrides=[*GEN_LONG, "workers=2", f"output_dir={out_dir}"],
+                              wait_for_nodes=2)
     try:
-        wait_for(lambda: len(list(out_dir.glob("*/part-*.parquet"))) >= 2 and second_node_busy(),
-                 "two finished shards and a shard running on the second node", 300, 0.2)
+        frozen = _freeze_mid_shard(lambda: tree(stack.daemons["ray-worker"].pid),
+                                   lambda: _shards_done(out_dir) >= 2, driver, 300)
     except AssertionError:
         driver.kill()
         raise
-    done_at_kill = len(list(out_dir.glob("*/part-*.parquet")))
+    done_at_kill = _shards_done(out_dir)
     os.kill(_raylet_of(stack, "ray-worker"), signal.SIGKILL)
+    signal_all(frozen, signal.SIGCONT)  # the rest of the node sees its raylet gone and exits
     out = driver_result(driver)
     seconds = time.monotonic() - began
     assert "error" not in out, out.get("error")
     second = next(n for n, head in out["nodes"].items() if not head)
     card = out["card"]
-    assert card["content_hash"] == one_process_card["content_hash"] and card["n_shards"] == 16
+    reference = generate_dataset(load_config(
+        GenerateConfig, "configs/countdown/generate-cpu.yaml",
+        [*GEN_LONG, "workers=1", f"output_dir={stack_base / 'runs' / 'gen-long-one'}"]), progress=False)
+    assert card["content_hash"] == reference["content_hash"] and card["n_shards"] == 16
     written_by = card["generation"]["shard_nodes"]
     by_second = sorted(f for f, node in written_by.items() if node == second)
     after_kill = 16 - done_at_kill
+    assert after_kill >= 1  # the node died mid-shard, so at least that shard was written after it
     assert sum(1 for node in written_by.values() if node != second) >= after_kill - 1
     note(record_property, "node_kill", f"raylet of node {second[:8]} killed while it wrote a shard, after "
          f"{done_at_kill}/16 shards; {len(by_second)} shards it had finished kept, the rest (its in-flight "

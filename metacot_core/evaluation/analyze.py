@@ -16,8 +16,9 @@ so the two evaluations may use different trace formats of the same problems.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from metacot_core.evaluation import boundary, efficiency
+from metacot_core.evaluation import boundary, clustered, efficiency
 from metacot_core.evaluation.fingerprint import (
     NOVEL_THRESHOLD,
     Fingerprint,
@@ -156,6 +157,80 @@ def fingerprint_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+Row = Mapping[str, Any]
+
+
+def _everyone(row: Row) -> bool:
+    return True
+
+
+def _searched(row: Row) -> bool:
+    return row["closest"] is not None
+
+
+# The fingerprint's pooled figures as ratios over outputs: (what an output adds, whether it is in the
+# denominator, bounds). Shares count over all outputs, means over those that wrote a search.
+RatioSpec = tuple[Callable[[Row], float], Callable[[Row], bool], tuple[float, float] | None]
+FINGERPRINT_RATIOS: dict[str, RatioSpec] = {
+    "novel_share": (lambda r: float(r["novel"]), _everyone, (0.0, 1.0)),
+    "no_search_share": (lambda r: float(r["closest"] is None), _everyone, (0.0, 1.0)),
+    "combines_share": (lambda r: float(r["combines"]), _everyone, (0.0, 1.0)),
+    "algorithm_undecided_share": (lambda r: float("+" in r["tied_families"]), _everyone, (0.0, 1.0)),
+    "similarity_mean": (lambda r: float(r["similarity"]), _searched, (0.0, 1.0)),
+    "tied_best_mean": (lambda r: float(r["n_tied_best"]), _searched, None),
+}
+
+
+def _groups(rows: Sequence[Row], value: Callable[[Row], float], counted: Callable[[Row], bool]
+            ) -> dict[Key, tuple[float, float]]:
+    """(sum of `value`, number counted) per problem, over the rows `counted` keeps."""
+    out: dict[Key, list[float]] = {}
+    for r in rows:
+        acc = out.setdefault((r["split"], r["instance"]), [0.0, 0.0])
+        if counted(r):
+            acc[0] += value(r)
+            acc[1] += 1.0
+    return {k: (x, m) for k, (x, m) in out.items()}
+
+
+def _closest_is(label: str) -> Callable[[Row], float]:
+    return lambda r: float((r["closest"] or NO_SEARCH) == label)
+
+
+def _ratios(rows_a: Sequence[Row], rows_b: Sequence[Row] = ()) -> dict[str, Any]:
+    """Each fingerprint ratio's groups for one model (or two): {name: (groups A, groups B, bounds)}."""
+    labels = sorted({r["closest"] or NO_SEARCH for r in (*rows_a, *rows_b)})
+    specs = {**FINGERPRINT_RATIOS,
+             **{f"closest_share.{s}": (_closest_is(s), _everyone, (0.0, 1.0)) for s in labels}}
+    return {name: (_groups(rows_a, value, counted), _groups(rows_b, value, counted), clip)
+            for name, (value, counted, clip) in specs.items()}
+
+
+def _nest(flat: Mapping[str, clustered.Estimate | None]) -> dict[str, Any]:
+    """{"closest_share.dfs-sum": e} as {"closest_share": {"dfs-sum": e.to_dict()}}; empty ratios left out."""
+    out: dict[str, Any] = {}
+    for name, est in flat.items():
+        if est is None:
+            continue
+        head, _, tail = name.partition(".")
+        if tail:
+            out.setdefault(head, {})[tail] = est.to_dict()
+        else:
+            out[head] = est.to_dict()
+    return out
+
+
+def fingerprint_intervals(rows: Sequence[Row]) -> dict[str, Any]:
+    """The 95% interval of each fingerprint share and mean, clustered by problem (clustered.py)."""
+    return _nest({name: clustered.ratio(ga, clip=clip) for name, (ga, _, clip) in _ratios(rows).items()})
+
+
+def fingerprint_shift_intervals(rows_a: Sequence[Row], rows_b: Sequence[Row]) -> dict[str, Any]:
+    """B - A for each fingerprint share and mean on the problems both hold, paired by problem."""
+    ratios = _ratios(rows_a, rows_b)
+    return _nest({name: clustered.ratio_shift(ga, gb) for name, (ga, gb, _) in ratios.items()})
+
+
 def efficiency_rows(folder: EvalFolder) -> tuple[list[efficiency.ProblemEfficiency], str]:
     """Per-problem efficiency and the unit it is counted in."""
     out = []
@@ -196,6 +271,7 @@ def analyze_model(folder: EvalFolder, threshold: float = NOVEL_THRESHOLD) -> Mod
         "tokens_mean": sum(int(r.get("n_tokens") or 0) for r in records) / len(records),
         "tokens_mean_solved": _mean(int(r.get("n_tokens") or 0) for r in solved),
         "fingerprint": fingerprint_summary(out.fingerprints),
+        "fingerprint_interval": fingerprint_intervals(out.fingerprints),
         "efficiency": efficiency.summarize(out.efficiency, unit),
         "pass_at_k": {str(p.k): p.to_dict() for p in out.curve},
         "teacher_similarity": teacher_evidence(folder),
@@ -233,6 +309,7 @@ def shifts(a: ModelAnalysis, b: ModelAnalysis) -> dict[str, Any]:
         out["closest_share"] = {s: fb["closest_share"].get(s, 0.0) - fa["closest_share"].get(s, 0.0)
                                 for s in labels}
         out["fingerprint"] = {k: v for k, v in _shift(fa, fb).items() if not k.startswith("closest_share")}
+        out["fingerprint_interval"] = fingerprint_shift_intervals(a.fingerprints, b.fingerprints)
     out["efficiency"] = _shift(a.summary["efficiency"], b.summary["efficiency"])
     out["pass_at_k"] = {p.k: q.value - p.value for p, q in zip(a.curve, b.curve, strict=False) if p.k == q.k}
     for key in ("solve_rate", "tokens_mean", "tokens_mean_solved"):
@@ -374,6 +451,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _fmt_interval(est: Mapping[str, Any] | None, fallback: Any = None) -> str:
+    """"0.523 [0.462, 0.584]" from an Estimate's dict; the bare value when its bounds are NaN."""
+    if not est:
+        return _fmt(fallback)
+    if math.isnan(est["low"]):
+        return _fmt(est["value"])
+    return f"{est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
+
+
 def markdown(summary: Mapping[str, Any], changed: Sequence[Mapping[str, Any]]) -> str:
     """The analysis as a markdown report: headline numbers, shares, pass@k, coverage, changed problems."""
     na, nb = summary["name_a"], summary["name_b"]
@@ -391,9 +477,15 @@ def markdown(summary: Mapping[str, Any], changed: Sequence[Mapping[str, Any]]) -
     row("solve rate (all samples)", a["solve_rate"], b["solve_rate"])
     row("tokens per trace", a["tokens_mean"], b["tokens_mean"])
     row("tokens per solved trace", a["tokens_mean_solved"], b["tokens_mean_solved"])
+    ia, ib = a.get("fingerprint_interval", {}), b.get("fingerprint_interval", {})
+    ish = summary["shift"].get("fingerprint_interval", {})
     for key in ("similarity_mean", "set_alignment_mean", "novel_share", "no_search_share", "combines_share",
                 "combines_algorithms_share", "tied_best_mean", "algorithm_undecided_share"):
-        row(key.replace("_", " "), fa.get(key), fb.get(key))
+        if key in ia or key in ib:
+            lines.append(f"| {key.replace('_', ' ')} | {_fmt_interval(ia.get(key))} | "
+                         f"{_fmt_interval(ib.get(key))} | {_fmt_interval(ish.get(key))} |")
+        else:
+            row(key.replace("_", " "), fa.get(key), fb.get(key))
     for key in ("ratio_best_median", "ratio_mix_median", "fewer_than_best_share", "beyond_teacher_share"):
         row(f"efficiency: {key.replace('_', ' ')}", ea.get(key), eb.get(key))
     lines += ["", f"Order similarity: normalized LCS of expansion orders; novel below "
@@ -401,11 +493,13 @@ def markdown(summary: Mapping[str, Any], changed: Sequence[Mapping[str, Any]]) -
     for note in {a.get("fingerprint_note"), b.get("fingerprint_note")} - {None}:
         lines += [f"Note: {note}", ""]
     if fa or fb:
-        lines += ["## Closest strategy (share of outputs)", "", f"| strategy | {na} | {nb} |",
-                  "|---|---|---|"]
+        lines += ["## Closest strategy (share of outputs, 95% interval over problems)", "",
+                  f"| strategy | {na} | {nb} | shift |", "|---|---|---|---|"]
         labels = sorted(set(fa.get("closest_share", {})) | set(fb.get("closest_share", {})))
-        lines += [f"| {s} | {_fmt(fa.get('closest_share', {}).get(s, 0.0))} | "
-                  f"{_fmt(fb.get('closest_share', {}).get(s, 0.0))} |" for s in labels]
+        ca, cb, csh = (side.get("closest_share", {}) for side in (ia, ib, ish))
+        lines += [f"| {s} | {_fmt_interval(ca.get(s), fa.get('closest_share', {}).get(s, 0.0))} | "
+                  f"{_fmt_interval(cb.get(s), fb.get('closest_share', {}).get(s, 0.0))} | "
+                  f"{_fmt_interval(csh.get(s))} |" for s in labels]
         lines.append("")
     lines += ["## pass@k (95% interval over problems)", "", f"| k | {na} | {nb} |", "|---|---|---|"]
     for k in sorted({int(k) for k in a["pass_at_k"]} | {int(k) for k in b["pass_at_k"]}):
