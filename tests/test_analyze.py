@@ -80,6 +80,10 @@ def test_analyze_two_hand_made_evaluations(tmp_path: Path) -> None:
     assert s["a"]["pass_at_k"]["1"]["value"] == pytest.approx(1 / 6)
     assert s["b"]["pass_at_k"]["2"]["value"] == pytest.approx(1.0)
     assert s["shift"]["pass_at_k"][2] == pytest.approx(1.0 - 1 / 3)
+    # Paired by problem: pass@2 moves by 0, 1 and 1 on p1..p3, so sd = sqrt(3/2 * 6/81) = 1/3.
+    paired = s["shift"]["pass_at_k_interval"]["2"]
+    assert paired["value"] == pytest.approx(2 / 3) and paired["n_problems"] == 3
+    assert paired["low"] == pytest.approx(2 / 3 - 1.959964 / 3) and paired["high"] > 1.0  # a shift: unclipped
     changes = {c["problem_id"]: c["change"] for c in pq.read_table(result.paths["changed"]).to_pylist()}
     assert changes == {"p2": "solved by B only", "p3": "solved by B only", "p1": "strategy"}
     for name in ("fingerprints", "efficiency", "pass_at_k", "coverage", "changed", "markdown", "summary",

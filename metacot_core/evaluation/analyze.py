@@ -175,8 +175,10 @@ FINGERPRINT_RATIOS: dict[str, RatioSpec] = {
     "novel_share": (lambda r: float(r["novel"]), _everyone, (0.0, 1.0)),
     "no_search_share": (lambda r: float(r["closest"] is None), _everyone, (0.0, 1.0)),
     "combines_share": (lambda r: float(r["combines"]), _everyone, (0.0, 1.0)),
+    "combines_algorithms_share": (lambda r: float(r["combines_algorithms"]), _everyone, (0.0, 1.0)),
     "algorithm_undecided_share": (lambda r: float("+" in r["tied_families"]), _everyone, (0.0, 1.0)),
     "similarity_mean": (lambda r: float(r["similarity"]), _searched, (0.0, 1.0)),
+    "set_alignment_mean": (lambda r: float(r["set_alignment"]), _searched, (0.0, 1.0)),
     "tied_best_mean": (lambda r: float(r["n_tied_best"]), _searched, None),
 }
 
@@ -312,6 +314,8 @@ def shifts(a: ModelAnalysis, b: ModelAnalysis) -> dict[str, Any]:
         out["fingerprint_interval"] = fingerprint_shift_intervals(a.fingerprints, b.fingerprints)
     out["efficiency"] = _shift(a.summary["efficiency"], b.summary["efficiency"])
     out["pass_at_k"] = {p.k: q.value - p.value for p, q in zip(a.curve, b.curve, strict=False) if p.k == q.k}
+    paired = boundary.pass_shift(a.counts, b.counts, [p.k for p in a.curve])
+    out["pass_at_k_interval"] = {str(k): e.to_dict() for k, e in paired.items()}
     for key in ("solve_rate", "tokens_mean", "tokens_mean_solved"):
         out[key] = b.summary[key] - a.summary[key]
     return out
@@ -501,13 +505,15 @@ def markdown(summary: Mapping[str, Any], changed: Sequence[Mapping[str, Any]]) -
                   f"{_fmt_interval(cb.get(s), fb.get('closest_share', {}).get(s, 0.0))} | "
                   f"{_fmt_interval(csh.get(s))} |" for s in labels]
         lines.append("")
-    lines += ["## pass@k (95% interval over problems)", "", f"| k | {na} | {nb} |", "|---|---|---|"]
+    lines += ["## pass@k (95% interval over problems; shift paired by problem)", "",
+              f"| k | {na} | {nb} | shift |", "|---|---|---|---|"]
+    shift_k = summary["shift"].get("pass_at_k_interval", {})
     for k in sorted({int(k) for k in a["pass_at_k"]} | {int(k) for k in b["pass_at_k"]}):
         cells = []
         for side in (a, b):
             p = side["pass_at_k"].get(str(k))
             cells.append(f"{p['value']:.3f} [{p['low']:.3f}, {p['high']:.3f}]" if p else "-")
-        lines.append(f"| {k} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {k} | {cells[0]} | {cells[1]} | {_fmt_interval(shift_k.get(str(k)))} |")
     cov, ids = summary["coverage"], summary["coverage_ids"]
     lines += ["", "## Coverage (solved in at least one sample)", "",
               f"both {cov['both']}, neither {cov['neither']}, {na} only {cov['a_only']}, "

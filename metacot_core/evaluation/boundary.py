@@ -10,6 +10,10 @@ Intervals: the problems are the sample (each problem's pass@k is already an unbi
 its n draws), so the 95% interval is the normal one over problems, mean +- 1.96 * sd / sqrt(P),
 clipped to [0, 1]; the sampling noise inside each problem adds to that spread and is counted in it.
 
+The shift from model A to model B at each k is paired on the problems both hold (each problem's
+pass@k difference; clustered.ratio_shift with one unit per problem), so a widening is tested on the
+same problems rather than by two overlapping intervals.
+
 Coverage: problems a model solves in at least one of its n samples. `coverage` gives the problems
 model A solves at some k and model B never solves in its n samples, and the other way round.
 """
@@ -21,6 +25,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from metacot_core.evaluation.clustered import Estimate, ratio_shift
 from metacot_core.evaluation.metrics import Z95, pass_at_k
 
 Counts = Mapping[Hashable, tuple[int, int]]  # problem -> (n samples, c solved)
@@ -91,4 +96,19 @@ def coverage(a: Counts, b: Counts) -> dict[str, list[Hashable]]:
     for k in common:
         sa, sb = a[k][1] > 0, b[k][1] > 0
         out["both" if sa and sb else "a_only" if sa else "b_only" if sb else "neither"].append(k)
+    return out
+
+
+def pass_shift(a: Counts, b: Counts, ks: Sequence[int], z: float = Z95) -> dict[int, Estimate]:
+    """pass@k of B minus A on the problems both hold, with the paired 95% interval, for each k both reach."""
+    common = [key for key in a if key in b]
+    out: dict[int, Estimate] = {}
+    for k in ks:
+        if not common or k > min(min(a[key][0], b[key][0]) for key in common):
+            continue
+        ga = {key: (pass_at_k(a[key][0], a[key][1], k), 1.0) for key in common}
+        gb = {key: (pass_at_k(b[key][0], b[key][1], k), 1.0) for key in common}
+        est = ratio_shift(ga, gb, z)
+        if est is not None:
+            out[k] = est
     return out
