@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from metacot_core.evaluation.clustered import Estimate, ratio_shift
@@ -32,17 +32,10 @@ Counts = Mapping[Hashable, tuple[int, int]]  # problem -> (n samples, c solved)
 
 
 @dataclass(frozen=True, slots=True)
-class PassPoint:
+class PassPoint(Estimate):
     """pass@k over `n_problems` problems, with its 95% interval."""
 
     k: int
-    value: float
-    low: float
-    high: float
-    n_problems: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def solve_counts(records: Iterable[Mapping[str, Any]], key: str | Sequence[str] = ("split", "instance")
@@ -83,10 +76,10 @@ def _point(k: int, values: Sequence[float], z: float) -> PassPoint:
     p = len(values)
     mean = sum(values) / p
     if p < 2:
-        return PassPoint(k, mean, 0.0 if mean < 1 else 1.0, 1.0 if mean > 0 else 0.0, p)
+        return PassPoint(mean, 0.0 if mean < 1 else 1.0, 1.0 if mean > 0 else 0.0, p, k=k)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (p - 1))
     half = z * sd / math.sqrt(p)
-    return PassPoint(k, mean, max(0.0, mean - half), min(1.0, mean + half), p)
+    return PassPoint(mean, max(0.0, mean - half), min(1.0, mean + half), p, k=k)
 
 
 def coverage(a: Counts, b: Counts) -> dict[str, list[Hashable]]:
