@@ -10,26 +10,16 @@ from __future__ import annotations
 import time
 
 import pytest
+from test_rl_actors import ray_local  # noqa: F401 (fixture: local Ray, 2 CPUs)
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def ray_local():
+@pytest.mark.usefixtures("ray_local")
+def test_in_flight_shards_end_on_their_own_and_a_stuck_one_is_cancelled() -> None:
     import ray
 
-    mp = pytest.MonkeyPatch()
-    mp.delenv("RAY_ADDRESS", raising=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-    mp.undo()
-
-
-def test_in_flight_shards_end_on_their_own_and_a_stuck_one_is_cancelled(ray_local) -> None:
     from tasks.generate import _stop_in_flight
-
-    ray = ray_local
 
     def shard(seconds: float) -> str:  # nested, so Ray ships it by value to its workers
         time.sleep(seconds)

@@ -509,11 +509,8 @@ def markdown(summary: Mapping[str, Any], changed: Sequence[Mapping[str, Any]]) -
               f"| k | {na} | {nb} | shift |", "|---|---|---|---|"]
     shift_k = summary["shift"].get("pass_at_k_interval", {})
     for k in sorted({int(k) for k in a["pass_at_k"]} | {int(k) for k in b["pass_at_k"]}):
-        cells = []
-        for side in (a, b):
-            p = side["pass_at_k"].get(str(k))
-            cells.append(f"{p['value']:.3f} [{p['low']:.3f}, {p['high']:.3f}]" if p else "-")
-        lines.append(f"| {k} | {cells[0]} | {cells[1]} | {_fmt_interval(shift_k.get(str(k)))} |")
+        cells = [_fmt_interval(points.get(str(k))) for points in (a["pass_at_k"], b["pass_at_k"], shift_k)]
+        lines.append(f"| {k} | {cells[0]} | {cells[1]} | {cells[2]} |")
     cov, ids = summary["coverage"], summary["coverage_ids"]
     lines += ["", "## Coverage (solved in at least one sample)", "",
               f"both {cov['both']}, neither {cov['neither']}, {na} only {cov['a_only']}, "
